@@ -1,0 +1,3 @@
+from inferhub.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP surface only: parse, validate, shape responses. No database access here."""

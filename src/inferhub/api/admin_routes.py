@@ -1,0 +1,252 @@
+"""The registry's admin API: backends, model routes and aliases, and the configuration audit log.
+
+Admin-scoped keys only. Changes are written to PostgreSQL (audited) and reach
+every replica through NOTIFY; the list merges each backend's live state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from inferhub.api.context import AppContext, context_of
+from inferhub.api.principal import admin_principal
+from inferhub.api.responses import ORJSONResponse
+from inferhub.errors import APIError, NotFound
+from inferhub.settings import BackendConfig, BackendType, ModelRouteConfig, Strategy
+from inferhub.store.backends import BackendRecord
+
+router = APIRouter(prefix="/api", tags=["Admin: registry"])
+
+
+class BackendPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: str | None = Field(default=None, repr=False)
+    basic_auth_username: str | None = None
+    basic_auth_password: str | None = Field(default=None, repr=False)
+    headers: dict[str, str] | None = Field(default=None, repr=False)
+    clear_credentials: bool | None = None
+    model_name: str | None = None
+    backend_type: BackendType | None = None
+    endpoint_url: str | None = None
+    upstream_model: str | None = None
+    enabled: bool | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature_default: float | None = Field(default=None, ge=0, le=2)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    description: str | None = None
+    weight: int | None = Field(default=None, ge=1, le=1000)
+    priority: int | None = None
+    max_concurrency: int | None = Field(default=None, ge=1)
+    draining: bool | None = None
+    discover_models: bool | None = None
+
+
+class NewBackend(BackendConfig):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RouteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Strategy = "least-busy"
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class AliasBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+
+
+def _admin(request: Request) -> tuple[AppContext, str]:
+    principal = admin_principal(request)
+    principal.require_platform()
+    context = context_of(request)
+    if context.config is None:
+        raise APIError("the admin API needs the database", status_code=503, code="admin_unavailable")
+    return context, principal.actor
+
+
+def _live(context: AppContext, record: BackendRecord) -> dict[str, Any]:
+    body = record.public()
+    state = context.registry.states.get(str(record.id))
+    if not record.enabled:
+        health = "disabled"
+    elif record.draining:
+        health = "draining"
+    elif state is None:
+        health = "unknown"
+    else:
+        health = "healthy" if state.healthy and state.breaker.state.value != "open" else "unhealthy"
+    body["health"] = health
+    body["live"] = state.public() if state else None
+    return body
+
+
+def _check_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise APIError(f"endpoint_url: must start with http:// or https://, got {url!r}", param="endpoint_url")
+    return url.rstrip("/")
+
+
+@router.get("/llm-backends")
+async def list_backends(request: Request):
+    context, _ = _admin(request)
+    records = await run_in_threadpool(context.config.list_backends)
+    return ORJSONResponse({"data": [_live(context, r) for r in records]})
+
+
+@router.post("/llm-backends", status_code=201)
+async def create_backend(request: Request, body: NewBackend):
+    context, actor = _admin(request)
+    config = BackendConfig(**{**body.model_dump(), "endpoint_url": _check_url(body.endpoint_url)})
+    try:
+        record = await run_in_threadpool(context.config.add_backend, config, actor)
+    except IntegrityError:
+        raise APIError(f"a backend for {body.model_name} at {body.endpoint_url} already exists",
+                       status_code=409, code="conflict") from None  # fmt: skip
+    return ORJSONResponse(_live(context, record), status_code=201)
+
+
+async def _get(context: AppContext, backend_id: int) -> BackendRecord:
+    record = await run_in_threadpool(context.config.get_backend, backend_id)
+    if record is None:
+        raise NotFound(f"no backend with id {backend_id}", code="backend_not_found")
+    return record
+
+
+@router.get("/llm-backends/{backend_id}")
+async def get_backend(request: Request, backend_id: int):
+    context, _ = _admin(request)
+    return ORJSONResponse(_live(context, await _get(context, backend_id)))
+
+
+async def _update(request: Request, backend_id: int, changes: dict[str, Any], action: str):
+    context, actor = _admin(request)
+    if "endpoint_url" in changes:
+        changes["endpoint_url"] = _check_url(changes["endpoint_url"])
+    try:
+        record = await run_in_threadpool(context.config.update_backend, backend_id, changes, actor, action)
+    except IntegrityError:
+        raise APIError("another backend already serves that model at that URL", status_code=409,
+                       code="conflict") from None  # fmt: skip
+    if record is None:
+        raise NotFound(f"no backend with id {backend_id}", code="backend_not_found")
+    return ORJSONResponse(_live(context, record))
+
+
+@router.patch("/llm-backends/{backend_id}")
+async def patch_backend(request: Request, backend_id: int, body: BackendPatch):
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise APIError("nothing to change: send at least one field", code="empty_patch")
+    return await _update(request, backend_id, changes, "update")
+
+
+@router.post("/llm-backends/{backend_id}/enable")
+async def enable_backend(request: Request, backend_id: int):
+    return await _update(request, backend_id, {"enabled": True, "draining": False}, "enable")
+
+
+@router.post("/llm-backends/{backend_id}/disable")
+async def disable_backend(request: Request, backend_id: int):
+    return await _update(request, backend_id, {"enabled": False}, "disable")
+
+
+@router.post("/llm-backends/{backend_id}/drain")
+async def drain_backend(request: Request, backend_id: int):
+    """No new requests go to the backend; requests already on it finish."""
+    return await _update(request, backend_id, {"draining": True}, "drain")
+
+
+@router.delete("/llm-backends/{backend_id}", status_code=204)
+async def delete_backend(request: Request, backend_id: int):
+    context, actor = _admin(request)
+    if not await run_in_threadpool(context.config.remove_backend, backend_id, actor):
+        raise NotFound(f"no backend with id {backend_id}", code="backend_not_found")
+    return Response(status_code=204)
+
+
+@router.get("/model-routes")
+async def list_routes(request: Request):
+    context, _ = _admin(request)
+    routes = await run_in_threadpool(context.config.list_routes)
+    aliases = await run_in_threadpool(context.config.list_aliases)
+    return ORJSONResponse({"data": [r.public() for r in routes], "aliases": aliases,
+                           "default_strategy": context.registry.defaults.strategy})  # fmt: skip
+
+
+@router.put("/model-routes/{model:path}")
+async def put_route(request: Request, model: str, body: RouteBody):
+    context, actor = _admin(request)
+    route = await run_in_threadpool(
+        context.config.set_route, model, ModelRouteConfig(strategy=body.strategy, fallbacks=body.fallbacks), actor
+    )
+    return ORJSONResponse(route.public())
+
+
+@router.delete("/model-routes/{model:path}", status_code=204)
+async def delete_route(request: Request, model: str):
+    context, actor = _admin(request)
+    if not await run_in_threadpool(context.config.delete_route, model, actor):
+        raise NotFound(f"no route for model {model!r}")
+    return Response(status_code=204)
+
+
+@router.get("/model-aliases")
+async def list_aliases(request: Request):
+    context, _ = _admin(request)
+    return ORJSONResponse({"data": await run_in_threadpool(context.config.list_aliases)})
+
+
+@router.put("/model-aliases/{alias:path}")
+async def put_alias(request: Request, alias: str, body: AliasBody):
+    context, actor = _admin(request)
+    await run_in_threadpool(context.config.set_alias, alias, body.model, actor)
+    return ORJSONResponse({"alias": alias, "model": body.model})
+
+
+@router.delete("/model-aliases/{alias:path}", status_code=204)
+async def delete_alias(request: Request, alias: str):
+    context, actor = _admin(request)
+    if not await run_in_threadpool(context.config.delete_alias, alias, actor):
+        raise NotFound(f"no alias {alias!r}")
+    return Response(status_code=204)
+
+
+@router.get("/audit-log")
+async def audit_log(
+    request: Request,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    actor: str | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+    before_id: int | None = Query(default=None, ge=1),
+):
+    context, _ = _admin(request)
+    rows = await run_in_threadpool(
+        context.config.audit_log, entity_type=entity_type, entity_id=entity_id, actor=actor, limit=limit,
+        before_id=before_id,
+    )  # fmt: skip
+    next_cursor = rows[-1]["id"] if len(rows) == limit else None
+    return ORJSONResponse({"data": rows, "next_before_id": next_cursor})
+
+
+@router.get("/queue")
+async def queue(request: Request):
+    context, _ = _admin(request)
+    admission = context.gateway.admission
+    return ORJSONResponse({
+        "depth": admission.queue_depths(),
+        "oldest_wait_seconds": admission.oldest_waits(),
+        "waited_total": admission.total_waited,
+        "timeouts_total": admission.total_timeouts,
+        "retries_total": context.gateway.retries,
+        "fallbacks_total": context.gateway.fallbacks,
+    })  # fmt: skip

@@ -1,0 +1,98 @@
+"""What the HTTP layer receives from the server: the pipeline and the caches, nothing that touches SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from fastapi import Request
+
+from inferhub.errors import APIError
+from inferhub.gateway.auth import KeyCache, require_scope
+from inferhub.gateway.pipeline import Gateway, RequestMeta, Routed
+from inferhub.gateway.registry import BackendRegistry
+from inferhub.store.keys import KeyRecord
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class AppContext:
+    gateway: Gateway
+    registry: BackendRegistry
+    keys: KeyCache
+    default_chat_model: str | None = None
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    version: str = "0.1.0"
+    config: Any = None  # ConfigService: admin operations (None without a database)
+    meter: Any = None  # gateway.metering.Meter: allow-lists, limits, usage records
+    admin: Any = None  # store.admin_service.AdminService: tenants, keys, users, usage queries
+    signing_key: bytes = b""  # admin session JWTs and webhook secrets
+    jobs: Any = None  # store.jobs.JobRepository
+    files: Any = None  # store.batches.FileRepository
+    batches: Any = None  # store.batches.BatchRepository
+    rag: Any = None  # rag.service.RagService
+    default_embedding_model: str | None = None
+    job_max_attempts: int = 5
+    admin_token_minutes: int = 60
+
+
+def context_of(request: Request) -> AppContext:
+    return request.app.state.context
+
+
+def authenticate(request: Request, scope: str = "inference") -> KeyRecord:
+    record = context_of(request).keys.authenticate(
+        request.headers.get("authorization"), request.headers.get("x-api-key")
+    )
+    require_scope(record, scope)
+    request.state.key = record
+    structlog.contextvars.bind_contextvars(key_prefix=record.prefix)
+    return record
+
+
+_PRIORITIES = {"low": -10, "normal": 0, "high": 10}
+
+
+def request_meta(request: Request) -> RequestMeta:
+    """Fair-queue party, priority (``X-Priority: low|normal|high`` or -100..100) and affinity key."""
+    record: KeyRecord | None = getattr(request.state, "key", None)
+    raw = request.headers.get("x-priority", "").strip().lower()
+    if raw in _PRIORITIES:
+        priority = _PRIORITIES[raw]
+    elif raw.lstrip("-").isdigit():
+        priority = max(-100, min(100, int(raw)))
+    elif raw:
+        raise APIError("X-Priority: expected low, normal, high or an integer", param="X-Priority")
+    else:
+        priority = 0
+    if record is None:
+        return RequestMeta(priority=priority, affinity_key=request.headers.get("x-session-id") or None)
+    party = f"tenant:{record.tenant_id}" if record.tenant_id is not None else f"key:{record.id}"
+    return RequestMeta(
+        party=party,
+        priority=max(-100, min(100, priority + record.priority)),
+        affinity_key=request.headers.get("x-session-id") or None,
+    )
+
+
+def routing_headers(routed: Routed) -> dict[str, str]:
+    """Which backend and model answered; on a fallback, which model was asked for."""
+    headers = {"x-inferhub-backend": routed.backend.id, "x-inferhub-model": routed.served_model}
+    if routed.fell_back:
+        headers["x-inferhub-fallback-from"] = routed.requested_model
+    if routed.attempts > 1:
+        headers["x-inferhub-attempts"] = str(routed.attempts)
+    return headers
+
+
+def pick_default_chat_model(context: AppContext) -> str:
+    if context.default_chat_model and context.registry.candidates(context.default_chat_model):
+        return context.default_chat_model
+    for name in context.registry.model_names():
+        backends = context.registry.candidates(name)
+        if any("chat" in context.registry.adapter(b).capabilities for b in backends):
+            return name
+    raise APIError("no chat model is configured", status_code=503, code="no_backend_available")

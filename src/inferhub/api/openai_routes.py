@@ -1,0 +1,74 @@
+"""OpenAI-compatible routes: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``, ``/v1/models``."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from inferhub.api import inference, validation
+from inferhub.api.context import authenticate, context_of
+from inferhub.api.openapi import body_schema
+from inferhub.api.responses import ORJSONResponse
+from inferhub.api.streaming import SSE_HEADERS, openai_sse
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+
+
+async def _read(request: Request) -> dict:
+    return validation.parse_json_object(await request.body())
+
+
+@router.post("/chat/completions", openapi_extra=body_schema("ChatCompletionRequest"))
+async def chat_completions(request: Request):
+    authenticate(request)
+    body = await _read(request)
+    validation.check_chat(body)
+    if body.get("collections") is not None:  # RAG without client changes: answer from these collections
+        from inferhub.api.rag_routes import chat_with_collections
+
+        return await chat_with_collections(request, body, "/v1/chat/completions")
+    return await _respond(request, "chat", body, "/v1/chat/completions")
+
+
+@router.post("/completions", openapi_extra=body_schema("CompletionRequest"))
+async def completions(request: Request):
+    authenticate(request)
+    body = await _read(request)
+    validation.check_completion(body)
+    return await _respond(request, "completions", body, "/v1/completions")
+
+
+@router.post("/embeddings", openapi_extra=body_schema("EmbeddingRequest"))
+async def embeddings(request: Request):
+    authenticate(request)
+    body = await _read(request)
+    validation.check_embeddings(body)
+    _, result, headers = await inference.run(request, "embeddings", body, endpoint="/v1/embeddings")
+    return ORJSONResponse(result, headers=headers)
+
+
+@router.get("/models")
+async def list_models(request: Request):
+    authenticate(request)
+    created = int(time.time())
+    names = context_of(request).registry.model_names()
+    return ORJSONResponse(
+        {
+            "object": "list",
+            "data": [{"id": n, "object": "model", "created": created, "owned_by": "inferhub"} for n in names],
+        }
+    )
+
+
+async def _respond(request: Request, capability: str, body: dict, endpoint: str):
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        stream, headers = await inference.open_stream(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
+        return StreamingResponse(
+            openai_sse(stream, include_usage=include_usage), media_type="text/event-stream",
+            headers={**SSE_HEADERS, **headers},
+        )  # fmt: skip
+    _, result, headers = await inference.run(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
+    return ORJSONResponse(result, headers=headers)

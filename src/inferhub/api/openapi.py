@@ -1,0 +1,107 @@
+"""Request-body schemas for ``/docs``. Bodies are checked by ``validation``; these only document them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MESSAGE = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "user", "assistant", "tool", "developer"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "reasoning_content": {"type": "string"},
+    },
+}
+_SAMPLING = {
+    "stream": {"type": "boolean", "default": False},
+    "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+    "max_tokens": {"type": "integer", "minimum": 1},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+    "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "user": {"type": "string"},
+}
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ChatCompletionRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": {"type": "string", "example": "smollm2"},
+            "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
+            **_SAMPLING,
+        },
+    },
+    "CompletionRequest": {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {"model": {"type": "string"}, "prompt": {"type": "string"}, **_SAMPLING},
+    },
+    "EmbeddingRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string", "example": "all-minilm-l6-v2"},
+            "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        },
+    },
+    "OllamaChatRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": {"type": "string"},
+            "messages": {"type": "array", "items": _MESSAGE},
+            "stream": {"type": "boolean", "default": True},
+            "options": {"type": "object"},
+            "format": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        },
+    },
+    "OllamaGenerateRequest": {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {
+            "model": {"type": "string"},
+            "prompt": {"type": "string"},
+            "system": {"type": "string"},
+            "raw": {"type": "boolean"},
+            "stream": {"type": "boolean", "default": True},
+            "options": {"type": "object"},
+        },
+    },
+    "OllamaEmbedRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string"},
+            "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        },
+    },
+    "JobRequest": {
+        "type": "object",
+        "required": ["type", "body"],
+        "properties": {
+            "type": {"type": "string", "enum": ["chat.completions", "completions", "embeddings"]},
+            "body": {"type": "object", "description": "the body of the synchronous endpoint"},
+            "priority": {"type": "integer", "minimum": -10, "maximum": 10, "default": 0},
+            "webhook_url": {"type": "string"},
+            "metadata": {"type": "object"},
+        },
+    },
+    "GenerateRequest": {
+        "type": "object",
+        "required": ["prompt"],
+        "properties": {
+            "prompt": {"type": "string"},
+            "max_tokens": {"type": "integer", "minimum": 1, "default": 256},
+            "model": {"type": "string", "description": "defaults to the local chat model"},
+            "temperature": {"type": "number"},
+            "system": {"type": "string"},
+        },
+    },
+}
+
+
+def body_schema(name: str) -> dict[str, Any]:
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _SCHEMAS[name]}}}
+    }

@@ -1,0 +1,176 @@
+"""Light checks of request bodies: enough to answer bad input with a precise 400, cheap enough for the hot path.
+
+Bodies are parsed once with orjson and checked field by field rather than built
+into pydantic models: the gateway forwards what it does not need to understand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from inferhub.errors import InvalidRequest
+
+_ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"could not parse the JSON body of the request: {exc.args[0] if exc.args else exc}",
+            code="invalid_json",
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(
+            f"the request body must be a JSON object, not {_json_type(data)}", code="invalid_json"
+        )
+    return data
+
+
+def _json_type(value: Any) -> str:
+    return {
+        dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+        bool: "a boolean", type(None): "null",
+    }.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def _invalid(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
+
+
+def require_model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequest("model: this field is required", param="model", code="missing_required_parameter")
+    if not isinstance(model, str) or not model.strip():
+        raise _invalid("model", f"expected a non-empty string, got {_json_type(model)}")
+    return model
+
+
+def optional_bool(body: dict[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise _invalid(name, f"expected a boolean, got {_json_type(value)}")
+    return value
+
+
+def optional_positive_int(body: dict[str, Any], name: str) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(name, f"expected an integer, got {_json_type(value)}")
+    if value < 1:
+        raise _invalid(name, f"must be at least 1, got {value}")
+
+
+def optional_number(body: dict[str, Any], name: str, low: float, high: float, *, param: str | None = None) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _invalid(param or name, f"expected a number, got {_json_type(value)}")
+    if not low <= value <= high:
+        raise _invalid(param or name, f"must be between {low:g} and {high:g}, got {value}")
+
+
+def _check_sampling(body: dict[str, Any]) -> None:
+    optional_bool(body, "stream")
+    optional_positive_int(body, "max_tokens")
+    optional_positive_int(body, "max_completion_tokens")
+    optional_number(body, "temperature", 0, 2)
+    optional_number(body, "top_p", 0, 1)
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise _invalid("stream_options", f"expected an object, got {_json_type(stream_options)}")
+
+
+def check_chat(body: dict[str, Any]) -> None:
+    require_model(body)
+    messages = body.get("messages")
+    if messages is None:
+        raise InvalidRequest(
+            "messages: this field is required", param="messages", code="missing_required_parameter"
+        )
+    if not isinstance(messages, list):
+        raise _invalid("messages", f"expected an array of messages, got {_json_type(messages)}")
+    if not messages:
+        raise _invalid("messages", "must contain at least one message")
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise _invalid(where, f"expected an object, got {_json_type(message)}")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise _invalid(f"{where}.role", f"expected one of {', '.join(sorted(_ROLES))}, got {role!r}")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise _invalid(f"{where}.content", f"expected a string or an array, got {_json_type(content)}")
+    _check_sampling(body)
+
+
+def check_completion(body: dict[str, Any]) -> None:
+    require_model(body)
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise InvalidRequest("prompt: this field is required", param="prompt", code="missing_required_parameter")
+    if not isinstance(prompt, str) and not (
+        isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt)
+    ):
+        raise _invalid("prompt", "expected a string or a non-empty array of strings")
+    _check_sampling(body)
+
+
+def check_embeddings(body: dict[str, Any]) -> list[str]:
+    require_model(body)
+    value = body.get("input")
+    if value is None:
+        raise InvalidRequest("input: this field is required", param="input", code="missing_required_parameter")
+    inputs = [value] if isinstance(value, str) else value
+    if not isinstance(inputs, list) or not all(isinstance(item, str) for item in inputs):
+        raise _invalid("input", "expected a string or an array of strings")
+    if not inputs:
+        raise _invalid("input", "must contain at least one string")
+    if any(not item for item in inputs):
+        raise _invalid("input", "strings must not be empty")
+    if len(inputs) > 2048:
+        raise _invalid("input", f"at most 2048 inputs per request, got {len(inputs)}")
+    return inputs
+
+
+def check_ollama_chat(body: dict[str, Any]) -> None:
+    require_model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _invalid("messages", "expected a non-empty array of messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content", ""), str):
+            raise _invalid(f"messages[{index}]", "expected an object with a string 'content'")
+        if message.get("role") not in _ROLES:
+            raise _invalid(f"messages[{index}].role", f"unknown role {message.get('role')!r}")
+    _check_ollama_common(body)
+
+
+def check_ollama_generate(body: dict[str, Any]) -> None:
+    require_model(body)
+    prompt = body.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise _invalid("prompt", f"expected a string, got {_json_type(prompt)}")
+    _check_ollama_common(body)
+
+
+def _check_ollama_common(body: dict[str, Any]) -> None:
+    optional_bool(body, "stream")
+    options = body.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise _invalid("options", f"expected an object, got {_json_type(options)}")
+    if options:
+        optional_number(options, "temperature", 0, 2, param="options.temperature")
+        num_predict = options.get("num_predict")
+        if num_predict is not None and (isinstance(num_predict, bool) or not isinstance(num_predict, int)):
+            raise _invalid("options.num_predict", f"expected an integer, got {_json_type(num_predict)}")

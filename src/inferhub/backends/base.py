@@ -1,0 +1,243 @@
+"""What every adapter offers, in the OpenAI shape, and how upstream faults become HTTP errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from inferhub.errors import APIError, UpstreamError
+from inferhub.observability.tracing import upstream_headers
+
+Protocol = Literal["openai", "ollama", "tei", "embedded"]
+Capability = Literal["chat", "completions", "embeddings"]
+
+PROTOCOL_OF_TYPE: dict[str, Protocol] = {
+    "openai": "openai",
+    "llamacpp": "openai",
+    "vllm": "openai",
+    "mlx": "openai",
+    "ollama": "ollama",
+    "tei": "tei",
+    "embedded": "embedded",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A routable backend: a row of ``llm_backends`` or one of the local models."""
+
+    id: str
+    model_name: str
+    backend_type: str
+    endpoint_url: str
+    upstream_model: str | None = None
+    enabled: bool = True
+    max_tokens: int | None = None
+    temperature_default: float | None = None
+    timeout_seconds: float = 120.0
+    description: str = ""
+    source: str = "api"
+    weight: int = 1
+    priority: int = 0
+    max_concurrency: int | None = None
+    draining: bool = False
+    discover_models: bool = True
+    # Decrypted upstream credentials as request headers; kept out of repr so they never reach a log.
+    auth_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @property
+    def protocol(self) -> Protocol:
+        return PROTOCOL_OF_TYPE[self.backend_type]
+
+    @property
+    def target_model(self) -> str:
+        return self.upstream_model or self.model_name
+
+    @property
+    def label(self) -> str:
+        """How errors and logs name this backend."""
+        return f"{self.backend_type} backend {self.endpoint_url} (model {self.model_name})"
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One streamed chunk in the OpenAI shape; ``raw`` is the upstream's own bytes when it spoke OpenAI."""
+
+    data: dict[str, Any]
+    raw: bytes | None = None
+
+
+class Adapter:
+    """Base adapter. Subclasses implement what their engine supports."""
+
+    capabilities: frozenset[Capability] = frozenset()
+
+    def __init__(self, backend: Backend, client: httpx.AsyncClient) -> None:
+        self.backend = backend
+        self.client = client
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise self._unsupported("chat completions")
+
+    async def open_chat_stream(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+        raise self._unsupported("chat completions")
+
+    async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise self._unsupported("completions")
+
+    async def open_completion_stream(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+        raise self._unsupported("completions")
+
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise self._unsupported("embeddings")
+
+    async def check_health(self) -> bool:
+        return True
+
+    async def list_models(self) -> list[str]:
+        return [self.backend.target_model]
+
+    async def count_prompt_tokens(self, body: dict[str, Any]) -> int:
+        """Used only when an engine streams without reporting usage: a characters/4 estimate."""
+        return max(1, len(prompt_text(body)) // 4)
+
+    def _unsupported(self, what: str) -> APIError:
+        return APIError(
+            f"model '{self.backend.model_name}' does not support {what}",
+            status_code=400,
+            code="unsupported_operation",
+            param="model",
+        )
+
+    # -- HTTP helpers shared by the HTTP adapters --------------------------------------------
+
+    async def _post_json(self, path: str, payload: dict[str, Any]) -> Any:
+        try:
+            response = await self.client.post(path, content=orjson.dumps(payload), headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        self._raise_for_status(response.status_code, response.content)
+        return self._decode(response.content)
+
+    def _headers(self) -> dict[str, str]:
+        extra = upstream_headers.get()
+        if not extra and not self.backend.auth_headers:
+            return _JSON
+        return {**_JSON, **dict(self.backend.auth_headers), **(extra or {})}
+
+    async def _get_json(self, path: str, timeout: float | None = None) -> Any:
+        try:
+            response = await self.client.get(path, timeout=timeout, headers=dict(self.backend.auth_headers))
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        self._raise_for_status(response.status_code, response.content)
+        return self._decode(response.content)
+
+    async def _open_stream(self, path: str, payload: dict[str, Any]) -> httpx.Response:
+        """Send the request and wait for the status line, so a failure is known before the first byte."""
+        request = self.client.build_request("POST", path, content=orjson.dumps(payload), headers=self._headers())
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            try:
+                content = await response.aread()
+            except httpx.HTTPError:
+                content = b""
+            finally:
+                await response.aclose()
+            self._raise_for_status(response.status_code, content)
+        return response
+
+    def _decode(self, content: bytes) -> Any:
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"{self.backend.label} answered with a body that is not JSON",
+                backend=self.backend.id,
+                code="backend_invalid_response",
+            ) from None
+
+    def _transport_error(self, exc: httpx.HTTPError) -> UpstreamError:
+        label = self.backend.label
+        if isinstance(exc, httpx.TimeoutException):
+            return UpstreamError(
+                f"{label} did not answer within {self.backend.timeout_seconds:g}s",
+                status_code=504,
+                backend=self.backend.id,
+                code="backend_timeout",
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return UpstreamError(
+                f"{label} refused the connection", backend=self.backend.id, code="backend_unreachable"
+            )
+        return UpstreamError(
+            f"{label} failed: {type(exc).__name__}", backend=self.backend.id, code="backend_error"
+        )
+
+    def stream_broken(self, exc: BaseException) -> UpstreamError:
+        if isinstance(exc, httpx.HTTPError):
+            error = self._transport_error(exc)
+            error.message = error.message + " while streaming"
+            return error
+        if isinstance(exc, UpstreamError):
+            return exc
+        return UpstreamError(
+            f"{self.backend.label} sent a stream that could not be read", backend=self.backend.id
+        )
+
+    def _raise_for_status(self, status: int, content: bytes) -> None:
+        if status < 400:
+            return
+        message = _error_message(content)
+        label = self.backend.label
+        if status in (400, 404, 413, 422) and status != 404:
+            raise APIError(f"{label} rejected the request: {message}", status_code=400, code="backend_rejected")
+        if status == 404:
+            raise UpstreamError(
+                f"{label} answered 404: {message}", status_code=502, backend=self.backend.id,
+                code="backend_model_missing",
+            )  # fmt: skip
+        if status == 429 or status == 503:
+            raise UpstreamError(
+                f"{label} is overloaded ({status}): {message}", status_code=503, backend=self.backend.id,
+                code="backend_overloaded",
+            )  # fmt: skip
+        raise UpstreamError(f"{label} answered {status}: {message}", backend=self.backend.id)
+
+
+_JSON = {"content-type": "application/json"}
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    """The text of a chat or completion request, for token counting."""
+    if "messages" in body:
+        parts = []
+        for message in body["messages"]:
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            parts.append(content or "")
+        return "\n".join(parts)
+    prompt = body.get("prompt", "")
+    return "".join(prompt) if isinstance(prompt, list) else str(prompt)
+
+
+def _error_message(content: bytes) -> str:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        text = content.decode("utf-8", "replace").strip()
+        return text[:200] or "no details"
+    if isinstance(data, dict):
+        error = data.get("error", data.get("detail", data))
+        if isinstance(error, dict):
+            return str(error.get("message", error))[:300]
+        return str(error)[:300]
+    return str(data)[:300]

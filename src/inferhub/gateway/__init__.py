@@ -1,0 +1,1 @@
+"""The request pipeline: authenticate → route → forward → account."""

@@ -1,0 +1,131 @@
+"""Meter: what happens around every inference request for a tenant.
+
+``begin`` checks the key's model allow-list and the limits of the key and its
+tenant (429 with OpenAI's rate-limit headers when over); ``finish`` computes the
+cost at today's price, counts the tokens against the limits and budgets, and
+leaves one usage record. Cost is fixed at record time, so a later price change
+does not rewrite history.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from inferhub.errors import APIError, PermissionDenied
+from inferhub.gateway.limits import Admission, Limiter, Scope
+from inferhub.gateway.usage_writer import UsageWriter
+from inferhub.store.keys import KeyRecord
+from inferhub.store.tenants import TenantRecord
+from inferhub.store.usage import Price, UsageRecord
+
+
+class TenantCache:
+    """Tenants by id, in memory (reloaded on NOTIFY like keys and backends)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, TenantRecord] = {}
+
+    def replace(self, records: list[TenantRecord]) -> None:
+        self._by_id = {r.id: r for r in records}
+
+    def get(self, tenant_id: int | None) -> TenantRecord | None:
+        return self._by_id.get(tenant_id) if tenant_id is not None else None
+
+    def all(self) -> list[TenantRecord]:
+        return list(self._by_id.values())
+
+
+class PriceCache:
+    def __init__(self) -> None:
+        self._prices: dict[str, Price] = {}
+
+    def replace(self, prices: dict[str, Price]) -> None:
+        self._prices = dict(prices)
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        price = self._prices.get(model)
+        return price.cost(prompt_tokens, completion_tokens) if price else Decimal(0)
+
+
+@dataclass(slots=True)
+class Ticket:
+    key: KeyRecord
+    tenant: TenantRecord | None
+    endpoint: str
+    model: str
+    admission: Admission
+    client_ip: str | None
+    request_bytes: int
+    started: float = field(default_factory=time.perf_counter)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    finished: bool = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.admission.headers
+
+
+class Meter:
+    def __init__(self, limiter: Limiter, writer: UsageWriter, tenants: TenantCache, prices: PriceCache,
+                 metrics: Any = None) -> None:  # fmt: skip
+        self.limiter = limiter
+        self.writer = writer
+        self.tenants = tenants
+        self.prices = prices
+        self.metrics = metrics
+
+    async def begin(self, key: KeyRecord, *, endpoint: str, model: str, client_ip: str | None = None,
+                    request_bytes: int = 0, request_id: str | None = None) -> Ticket:  # fmt: skip
+        tenant = self.tenants.get(key.tenant_id)
+        ticket = Ticket(key, tenant, endpoint, model, Admission(scopes=[]), client_ip, request_bytes)
+        if request_id:
+            ticket.request_id = request_id
+        try:
+            if not key.allows_model(model):
+                raise PermissionDenied(
+                    f"API key {key.prefix}… may not use model '{model}' (allowed: {', '.join(key.allowed_models)})",
+                    code="model_not_allowed", param="model",
+                )  # fmt: skip
+            scopes = [Scope("key", key.id, key.limits, key.prefix)]
+            if tenant is not None:
+                scopes.append(Scope("tenant", tenant.id, tenant.limits, tenant.name))
+            ticket.admission = await self.limiter.admit(scopes)
+        except APIError as exc:  # refused requests are in the request log too
+            await self.finish(ticket, status=exc.status_code)
+            raise
+        return ticket
+
+    async def finish(self, ticket: Ticket, **outcome: Any) -> None:
+        """Settle the request and queue its usage record for the batched writer."""
+        record = await self.settle(ticket, **outcome)
+        if record is not None:
+            self.writer.add(record)
+
+    async def settle(self, ticket: Ticket, *, status: int, served_model: str | None = None, backend: str | None = None,
+                     prompt_tokens: int = 0, completion_tokens: int = 0, ttft: float | None = None,
+                     response_bytes: int = 0, prompt: Any = None, completion: str | None = None,
+                     ) -> UsageRecord | None:  # fmt: skip
+        """Count the request against its limits and build its usage record (the caller stores it)."""
+        if ticket.finished:
+            return None
+        ticket.finished = True
+        model = served_model or ticket.model
+        cost = self.prices.cost(model, prompt_tokens, completion_tokens)
+        await self.limiter.settle(ticket.admission, prompt_tokens + completion_tokens, cost)
+        store = ticket.tenant is not None and ticket.tenant.store_payloads
+        if self.metrics is not None:
+            tenant = ticket.tenant.name if ticket.tenant else "platform"
+            self.metrics.observe_usage(tenant, model, prompt_tokens, completion_tokens, float(cost))
+        return UsageRecord(
+            request_id=ticket.request_id, at=datetime.now(UTC), tenant_id=ticket.key.tenant_id, key_id=ticket.key.id,
+            endpoint=ticket.endpoint, model=model, backend=backend, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, latency_ms=(time.perf_counter() - ticket.started) * 1000,
+            ttft_ms=ttft * 1000 if ttft is not None else None, status=status, cost=cost, client_ip=ticket.client_ip,
+            request_bytes=ticket.request_bytes, response_bytes=response_bytes,
+            prompt=prompt if store else None, completion=completion if store else None,
+        )  # fmt: skip

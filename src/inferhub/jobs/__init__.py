@@ -1,0 +1,1 @@
+"""Durable async jobs, built on the gateway pipeline (not beside it)."""

@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: documents in, cited answers out, on the gateway's own pipeline."""

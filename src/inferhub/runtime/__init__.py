@@ -1,0 +1,1 @@
+"""Embedded services: PostgreSQL and the supervised local model processes."""

@@ -1,0 +1,211 @@
+"""API key records: create, list, revoke. Keys are stored only as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+from sqlalchemy import select
+
+from inferhub.store.audit import record_change
+from inferhub.store.database import Database
+from inferhub.store.models import ApiKeyRow
+
+KEY_PREFIX = "ih-"
+ALL_SCOPES = ("inference", "jobs", "rag", "admin")
+LIMIT_NAMES = ("rpm", "tpm", "concurrency", "daily_tokens", "monthly_tokens", "daily_cost", "monthly_cost")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def display_prefix(key: str) -> str:
+    """The short, non-secret part shown in listings and logs."""
+    return key[:10]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: int
+    name: str
+    prefix: str
+    key_hash: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    tenant_id: int | None = None
+    allowed_models: tuple[str, ...] = ()
+    limits: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+
+    def allows_model(self, model: str) -> bool:
+        """An empty allow-list allows every model; otherwise a glob must match (``llama*``, ``*:8b``)."""
+        return not self.allowed_models or any(fnmatchcase(model, glob) for glob in self.allowed_models)
+
+    @property
+    def active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > datetime.now(UTC)
+
+    def public(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "prefix": self.prefix,
+            "scopes": list(self.scopes),
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "tenant_id": self.tenant_id,
+            "allowed_models": list(self.allowed_models),
+            "limits": dict(self.limits),
+            "priority": self.priority,
+        }
+
+
+def _record(row: ApiKeyRow) -> KeyRecord:
+    return KeyRecord(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        key_hash=row.key_hash,
+        scopes=tuple(row.scopes or ()),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        tenant_id=row.tenant_id,
+        allowed_models=tuple(row.allowed_models or ()),
+        limits=dict(row.limits or {}),
+        priority=row.priority or 0,
+    )
+
+
+class KeyRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(
+        self,
+        name: str,
+        scopes: list[str] | tuple[str, ...] = ("inference",),
+        *,
+        key: str | None = None,
+        expires_at: datetime | None = None,
+        tenant_id: int | None = None,
+        allowed_models: list[str] | tuple[str, ...] = (),
+        limits: dict[str, Any] | None = None,
+        priority: int = 0,
+        actor: str = "cli",
+    ) -> tuple[str, KeyRecord]:
+        """Store a new key; returns the plaintext (shown once) and its record."""
+        unknown = set(scopes) - set(ALL_SCOPES)
+        if unknown:
+            raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_SCOPES)}")
+        check_limits(limits or {})
+        plaintext = key or generate_key()
+        with self._db.session() as session:
+            row = ApiKeyRow(
+                name=name,
+                prefix=display_prefix(plaintext),
+                key_hash=hash_key(plaintext),
+                scopes=list(scopes),
+                expires_at=expires_at,
+                tenant_id=tenant_id,
+                allowed_models=list(allowed_models),
+                limits=dict(limits or {}),
+                priority=priority,
+            )
+            session.add(row)
+            session.flush()
+            session.refresh(row)
+            record = _record(row)
+            record_change(session, actor=actor, action="create", entity_type="api_key", entity_id=row.id,
+                          after=record.public())  # fmt: skip
+            self._db.notify_change(session, "keys")
+            return plaintext, record
+
+    def get(self, key_id: int) -> KeyRecord | None:
+        with self._db.session() as session:
+            row = session.get(ApiKeyRow, key_id)
+            return _record(row) if row else None
+
+    def list_for_tenant(self, tenant_id: int | None) -> list[KeyRecord]:
+        with self._db.session() as session:
+            query = select(ApiKeyRow).order_by(ApiKeyRow.id)
+            owner = ApiKeyRow.tenant_id.is_(None) if tenant_id is None else ApiKeyRow.tenant_id == tenant_id
+            query = query.where(owner)
+            return [_record(r) for r in session.scalars(query)]
+
+    def update(self, key_id: int, changes: dict[str, Any], *, actor: str, action: str = "update") -> KeyRecord | None:
+        if "scopes" in changes:
+            unknown = set(changes["scopes"]) - set(ALL_SCOPES)
+            if unknown:
+                raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
+        if "limits" in changes:
+            check_limits(changes["limits"] or {})
+        with self._db.session() as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is None:
+                return None
+            before = _record(row).public()
+            for name, value in changes.items():
+                setattr(row, name, list(value) if isinstance(value, tuple) else value)
+            session.flush()
+            record = _record(row)
+            record_change(session, actor=actor, action=action, entity_type="api_key", entity_id=key_id,
+                          before=before, after=record.public())  # fmt: skip
+            self._db.notify_change(session, "keys")
+            return record
+
+    def list(self) -> list[KeyRecord]:
+        with self._db.session() as session:
+            return [_record(r) for r in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))]
+
+    def find_by_hash(self, key_hash: str) -> KeyRecord | None:
+        with self._db.session() as session:
+            row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
+            return _record(row) if row else None
+
+    def count(self) -> int:
+        return len(self.list())
+
+    def revoke(self, key_id_or_prefix: str, *, actor: str = "cli") -> KeyRecord | None:
+        with self._db.session() as session:
+            query = select(ApiKeyRow)
+            if key_id_or_prefix.isdigit():
+                query = query.where(ApiKeyRow.id == int(key_id_or_prefix))
+            else:
+                query = query.where(ApiKeyRow.prefix == key_id_or_prefix)
+            rows = list(session.scalars(query))
+            if len(rows) != 1:
+                return None
+            row = rows[0]
+            before = _record(row).public()
+            if row.revoked_at is None:
+                row.revoked_at = datetime.now(UTC)
+            session.flush()
+            record = _record(row)
+            record_change(session, actor=actor, action="revoke", entity_type="api_key", entity_id=row.id,
+                          before=before, after=record.public())  # fmt: skip
+            self._db.notify_change(session, "keys")
+            return record
+
+
+def check_limits(limits: dict[str, Any]) -> None:
+    unknown = set(limits) - set(LIMIT_NAMES)
+    if unknown:
+        raise ValueError(f"unknown limit(s): {', '.join(sorted(unknown))}; known: {', '.join(LIMIT_NAMES)}")
+    for name, value in limits.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise ValueError(f"limit {name} must be a non-negative number or null, got {value!r}")

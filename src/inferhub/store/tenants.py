@@ -1,0 +1,210 @@
+"""Tenants (teams or apps) and admin users. Every change is audited and NOTIFYs the replicas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+
+from inferhub.store.audit import record_change
+from inferhub.store.database import Database
+from inferhub.store.keys import check_limits
+from inferhub.store.models import AdminUserRow, TenantRow
+
+ROLES = ("platform_admin", "tenant_admin")
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: int
+    name: str
+    description: str
+    limits: dict[str, Any] = field(default_factory=dict)
+    store_payloads: bool = False
+    created_at: datetime | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "description": self.description, "limits": dict(self.limits),
+                "store_payloads": self.store_payloads,
+                "created_at": self.created_at.isoformat() if self.created_at else None}  # fmt: skip
+
+
+def _tenant(row: TenantRow) -> TenantRecord:
+    return TenantRecord(row.id, row.name, row.description, dict(row.limits or {}), row.store_payloads, row.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminUserRecord:
+    id: int
+    username: str
+    role: str
+    tenant_id: int | None
+    disabled: bool
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "username": self.username, "role": self.role, "tenant_id": self.tenant_id,
+                "disabled": self.disabled}  # fmt: skip
+
+
+def _user(row: AdminUserRow) -> AdminUserRecord:
+    return AdminUserRecord(row.id, row.username, row.role, row.tenant_id, row.disabled)
+
+
+class TenantRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def list(self) -> list[TenantRecord]:
+        with self._db.session() as session:
+            return [_tenant(r) for r in session.scalars(select(TenantRow).order_by(TenantRow.id))]
+
+    def get(self, tenant_id: int) -> TenantRecord | None:
+        with self._db.session() as session:
+            row = session.get(TenantRow, tenant_id)
+            return _tenant(row) if row else None
+
+    def get_by_name(self, name: str) -> TenantRecord | None:
+        with self._db.session() as session:
+            row = session.scalar(select(TenantRow).where(TenantRow.name == name))
+            return _tenant(row) if row else None
+
+    def create(self, name: str, *, description: str = "", limits: dict[str, Any] | None = None,
+               store_payloads: bool = False, actor: str) -> TenantRecord:  # fmt: skip
+        check_limits(limits or {})
+        with self._db.session() as session:
+            row = TenantRow(name=name, description=description, limits=dict(limits or {}),
+                            store_payloads=store_payloads)  # fmt: skip
+            session.add(row)
+            session.flush()
+            session.refresh(row)
+            record = _tenant(row)
+            record_change(session, actor=actor, action="create", entity_type="tenant", entity_id=row.id,
+                          after=record.public())  # fmt: skip
+            self._db.notify_change(session, "tenants")
+            return record
+
+    def update(self, tenant_id: int, changes: dict[str, Any], *, actor: str) -> TenantRecord | None:
+        if "limits" in changes:
+            check_limits(changes["limits"] or {})
+        with self._db.session() as session:
+            row = session.get(TenantRow, tenant_id)
+            if row is None:
+                return None
+            before = _tenant(row).public()
+            for name, value in changes.items():
+                setattr(row, name, value)
+            session.flush()
+            record = _tenant(row)
+            record_change(session, actor=actor, action="update", entity_type="tenant", entity_id=tenant_id,
+                          before=before, after=record.public())  # fmt: skip
+            self._db.notify_change(session, "tenants")
+            return record
+
+    def delete(self, tenant_id: int, *, actor: str) -> bool:
+        with self._db.session() as session:
+            row = session.get(TenantRow, tenant_id)
+            if row is None:
+                return False
+            record_change(session, actor=actor, action="delete", entity_type="tenant", entity_id=tenant_id,
+                          before=_tenant(row).public())  # fmt: skip
+            session.delete(row)
+            self._db.notify_change(session, "tenants")
+            self._db.notify_change(session, "keys")
+            return True
+
+
+class AdminUserRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def list(self, tenant_id: int | None = None) -> list[AdminUserRecord]:
+        with self._db.session() as session:
+            query = select(AdminUserRow).order_by(AdminUserRow.id)
+            if tenant_id is not None:
+                query = query.where(AdminUserRow.tenant_id == tenant_id)
+            return [_user(r) for r in session.scalars(query)]
+
+    def get(self, user_id: int) -> AdminUserRecord | None:
+        with self._db.session() as session:
+            row = session.get(AdminUserRow, user_id)
+            return _user(row) if row else None
+
+    def create(self, username: str, password: str, role: str, tenant_id: int | None, *, actor: str) -> AdminUserRecord:
+        _check_role(role, tenant_id)
+        _check_password(password)
+        with self._db.session() as session:
+            row = AdminUserRow(username=username, password_hash=_hasher.hash(password), role=role, tenant_id=tenant_id)
+            session.add(row)
+            session.flush()
+            session.refresh(row)
+            record = _user(row)
+            record_change(session, actor=actor, action="create", entity_type="admin_user", entity_id=row.id,
+                          after=record.public())  # fmt: skip
+            return record
+
+    def update(self, user_id: int, changes: dict[str, Any], *, actor: str) -> AdminUserRecord | None:
+        with self._db.session() as session:
+            row = session.get(AdminUserRow, user_id)
+            if row is None:
+                return None
+            before = _user(row).public()
+            password = changes.pop("password", None)
+            if password is not None:
+                _check_password(password)
+                row.password_hash = _hasher.hash(password)
+            for name, value in changes.items():
+                setattr(row, name, value)
+            _check_role(row.role, row.tenant_id)
+            session.flush()
+            record = _user(row)
+            after = record.public() | ({"password": "changed"} if password else {})
+            record_change(session, actor=actor, action="update", entity_type="admin_user", entity_id=user_id,
+                          before=before, after=after)  # fmt: skip
+            return record
+
+    def delete(self, user_id: int, *, actor: str) -> bool:
+        with self._db.session() as session:
+            row = session.get(AdminUserRow, user_id)
+            if row is None:
+                return False
+            record_change(session, actor=actor, action="delete", entity_type="admin_user", entity_id=user_id,
+                          before=_user(row).public())  # fmt: skip
+            session.delete(row)
+            return True
+
+    def verify(self, username: str, password: str) -> AdminUserRecord | None:
+        """The user if the password matches and the account is enabled; argon2 runs either way."""
+        with self._db.session() as session:
+            row = session.scalar(select(AdminUserRow).where(AdminUserRow.username == username))
+            stored = row.password_hash if row else _DUMMY_HASH
+            try:
+                _hasher.verify(stored, password)
+            except (VerificationError, InvalidHashError):
+                return None
+            if row is None or row.disabled:
+                return None
+            if _hasher.check_needs_rehash(row.password_hash):
+                row.password_hash = _hasher.hash(password)
+            return _user(row)
+
+
+_DUMMY_HASH = _hasher.hash("inferhub-timing-equaliser")
+
+
+def _check_role(role: str, tenant_id: int | None) -> None:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if role == "tenant_admin" and tenant_id is None:
+        raise ValueError("a tenant_admin needs a tenant_id")
+    if role == "platform_admin" and tenant_id is not None:
+        raise ValueError("a platform_admin belongs to no tenant")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 12:
+        raise ValueError("password must be at least 12 characters")

@@ -1,0 +1,76 @@
+"""``inferhub serve --workers 2``: two API processes on one port, metrics aggregated, a dead worker replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fakes import BackgroundServer, create_fake_ollama_app
+from support import InferhubProcess
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory):
+    fake = BackgroundServer(create_fake_ollama_app(models=["m"])).start()
+    config = {"backends": [{"model_name": "m", "backend_type": "ollama", "endpoint_url": fake.url}]}
+    process = InferhubProcess(tmp_path_factory.mktemp("workers"), local_models=False, config=config,
+                              env={"INFERHUB_WORKERS": "2"})  # fmt: skip
+    with process:
+        yield process
+    fake.stop()
+
+
+def _chat_count(pool: InferhubProcess) -> float:
+    text = httpx.get(f"{pool.url}/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "llm_requests_total" and sample.labels == {
+                "endpoint": "/v1/chat/completions", "status": "200"
+            }:  # fmt: skip
+                return sample.value
+    return 0.0
+
+
+def _worker_pids(pool: InferhubProcess) -> set[int]:
+    return {e["pid"] for e in pool.log_events() if e.get("event") == "inferhub_started"}
+
+
+def _send(pool: InferhubProcess, count: int) -> list[int]:
+    statuses = []
+    body = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+    for _ in range(count):  # a new connection each time, so the kernel spreads them over the workers
+        statuses.append(httpx.post(f"{pool.url}/v1/chat/completions", headers=pool.headers, json=body).status_code)
+    return statuses
+
+
+def test_two_workers_serve_and_metrics_count_every_request(pool: InferhubProcess) -> None:
+    deadline = time.monotonic() + 60
+    while len(_worker_pids(pool)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_worker_pids(pool)) == 2
+    before = _chat_count(pool)
+    assert _send(pool, 40) == [200] * 40
+    served_by = {e["pid"] for e in pool.log_events() if e.get("event") == "llm_request_completed"}
+    assert served_by == _worker_pids(pool)  # both workers took requests
+    assert _chat_count(pool) - before == 40  # whichever worker answers the scrape sees all of them
+
+
+def test_a_killed_worker_is_replaced(pool: InferhubProcess) -> None:
+    victim = sorted(_worker_pids(pool))[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        events = pool.log_events()
+        if any(e.get("event") == "worker_exited" and e.get("worker_pid") == victim for e in events) and len(
+            [e for e in events if e.get("event") == "inferhub_started"]
+        ) >= 3:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the worker was not replaced")
+    assert _send(pool, 10) == [200] * 10
