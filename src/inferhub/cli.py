@@ -48,6 +48,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="API worker processes (INFERHUB_WORKERS, default 1).")] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Run no job worker here (see `worker`).")] = False,
     listen_fd: Annotated[int | None, typer.Option(hidden=True, help="Internal: inherited socket.")] = None,
+    reuse_port: Annotated[bool, typer.Option(hidden=True, help="Internal: a worker of --workers N.")] = False,
 ) -> None:
     """Start the API with the embedded database and models (unless configured otherwise)."""
     from inferhub.observability.logging import configure_logging
@@ -61,7 +62,7 @@ def serve(
     except Exception as exc:
         raise _fail(f"invalid configuration: {exc}") from None
     configure_logging(settings.log_level, settings.log_file)
-    raise typer.Exit(run(settings, listen_fd))
+    raise typer.Exit(run(settings, listen_fd, reuse_port))
 
 
 def _secret_box():
@@ -541,3 +542,21 @@ def models_warm(
 def main() -> None:  # pragma: no cover
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Benchmarks (docs/performance.md): run, overhead, leak, workers, profile, upstream, all; --help for more."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]  # src/inferhub/cli.py -> the repository
+    if not (root / "bench" / "harness.py").is_file():
+        raise _fail("the benchmark harness ships with the source tree (bench/): run this from a clone")
+    sys.path.insert(0, str(root))
+    from bench.harness import main
+
+    raise typer.Exit(main(list(ctx.args)))

@@ -11,10 +11,11 @@ import contextlib
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import AsyncExitStack
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
@@ -81,13 +82,22 @@ def check_home(home: Path) -> Path:
     return home
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """Bind the API's port. ``reuse_port`` lets each worker of ``--workers N`` bind its own socket on it.
+
+    With one socket shared by all workers, whichever worker wakes first accepts a whole burst of
+    connections, so keep-alive clients all pinned to one worker; with ``SO_REUSEPORT`` the kernel spreads
+    connections by hash. The supervisor binds without listening: that reserves the port (and reports a
+    port in use) but takes no connections.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on accepted connections only when the proto
     # says TCP. Without it Nagle holds a response's body behind its headers until the client's delayed ACK:
     # +40 ms on every request of a keep-alive connection (the openai and ollama SDKs keep connections).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -98,7 +108,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
                 "port with --port or INFERHUB_PORT"
             ) from None
         raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -252,6 +263,12 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
                 registry.replace_routes(routes, await asyncio.to_thread(config_service.routes.list_aliases))
             log.debug("cache_reloaded", kind=kind)
 
+        # Listen first, then load: a change committed between the two would otherwise wait for the periodic
+        # refresh (INFERHUB_CACHE_REFRESH_SECONDS) on this replica.
+        listener = ChangeListener(database_url, reload)
+        listener_task = asyncio.create_task(listener.run(), name="change-listener")
+        stack.callback(listener_task.cancel)
+        await asyncio.wait_for(listener.connected.wait(), timeout=30)
         await reload("*")
 
         stats = StatsRecorder(backend_repo.add_stats)
@@ -317,11 +334,10 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
         if settings.redis_url:
             context.health_checks["redis"] = redis_check(counters, limiter)
 
-        listener = ChangeListener(database_url, reload)
         background = [
             asyncio.create_task(usage_writer.run(settings.usage_flush_seconds), name="usage-writer"),
             asyncio.create_task(purge_usage(admin_service, settings.usage_retention_days), name="usage-retention"),
-            asyncio.create_task(listener.run(), name="change-listener"),
+            listener_task,
             asyncio.create_task(stats.run(settings.stats_flush_seconds), name="stats-writer"),
             asyncio.create_task(refresh_periodically(reload, settings.cache_refresh_seconds)),
         ]
@@ -337,7 +353,6 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
             background.append(asyncio.create_task(worker.run(), name="job-worker"))
         if settings.health_check_interval_seconds > 0:  # 0 turns active checks off (passive circuit only)
             background.append(asyncio.create_task(monitor.run(), name="health-monitor"))
-        await asyncio.wait_for(listener.connected.wait(), timeout=30)
 
         if sock is None:  # `inferhub worker`: jobs only, until a signal
             started.set()
@@ -366,19 +381,36 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
     log.info("inferhub_stopped")
 
 
-def run(settings: Settings, listen_fd: int | None = None) -> int:
-    """Entry point of ``inferhub serve``; returns the process exit code."""
+def run(settings: Settings, listen_fd: int | None = None, reuse_port: bool = False) -> int:
+    """Entry point of ``inferhub serve``; returns the process exit code.
+
+    ``listen_fd`` serves a socket bound by someone else (the benchmark harness); ``reuse_port`` is how a
+    worker of ``--workers N`` binds its own socket on the supervisor's port.
+    """
     try:
-        # A worker of `--workers N` inherits the socket its supervisor bound.
-        sock = socket.socket(fileno=listen_fd) if listen_fd is not None else bind_socket(settings.host, settings.port)
-        if settings.workers > 1 and listen_fd is None:
+        if settings.workers > 1 and listen_fd is None and not reuse_port:
             from inferhub.supervisor import run_workers
 
-            return run_workers(settings, sock)
-        asyncio.run(serve(settings, sock))
+            reserved = bind_socket(settings.host, settings.port, reuse_port=True, listen=False)
+            return run_workers(settings, reserved)
+        if listen_fd is not None:
+            sock = socket.socket(fileno=listen_fd)
+        else:
+            sock = bind_socket(settings.host, settings.port, reuse_port=reuse_port)
+        _run_loop(serve(settings, sock))
     except StartupError as exc:
         print(f"inferhub: {exc}", file=sys.stderr, flush=True)
         return 1
     except (KeyboardInterrupt, asyncio.CancelledError):
         return 0
     return 0
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (uvicorn[standard] brings it): a faster loop for the same code."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)

@@ -2,8 +2,8 @@
 
 The supervisor binds the port, starts what must exist once (the embedded
 PostgreSQL, migrations, the bootstrap key, the llama.cpp child) and then runs N
-``inferhub serve`` worker processes that inherit the socket and share the work
-(the kernel spreads connections). A worker that dies is restarted. Prometheus
+``inferhub serve`` worker processes, each listening on its own ``SO_REUSEPORT``
+socket on that port (the kernel spreads connections across them). A worker that dies is restarted. Prometheus
 counters and histograms are aggregated across workers through
 ``PROMETHEUS_MULTIPROC_DIR``. Rate-limit counters are per process unless
 ``INFERHUB_REDIS_URL`` is set, so set it with several workers.
@@ -60,7 +60,11 @@ async def supervise(settings: Settings, sock: socket.socket) -> None:
         if new_key:
             print_bootstrap_key(new_key)
 
-        env = {**os.environ, "INFERHUB_DATABASE_URL": url, "INFERHUB_WORKERS": "1", "INFERHUB_WORKER_CHILD": "1"}
+        host, port = sock.getsockname()[:2]
+        env = {
+            **os.environ, "INFERHUB_DATABASE_URL": url, "INFERHUB_WORKERS": "1", "INFERHUB_WORKER_CHILD": "1",
+            "INFERHUB_HOST": host, "INFERHUB_PORT": str(port),
+        }  # fmt: skip
         if settings.local_models:
             from inferhub.runtime.local_chat_model import LocalChatModel
 
@@ -77,18 +81,18 @@ async def supervise(settings: Settings, sock: socket.socket) -> None:
         metrics_dir.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
-        fd = sock.fileno()
         workers: list[asyncio.subprocess.Process | None] = [None] * settings.workers
 
         async def spawn(index: int) -> None:
+            # Each worker binds its own SO_REUSEPORT socket on the port this process reserved.
             workers[index] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "inferhub", "serve", "--listen-fd", str(fd), env=env, pass_fds=(fd,),
+                sys.executable, "-m", "inferhub", "serve", "--reuse-port", env=env,
             )  # fmt: skip
             log.info("worker_started", worker=index, worker_pid=workers[index].pid)
 
         for index in range(settings.workers):
             await spawn(index)
-        log.info("supervisor_started", workers=settings.workers, port=sock.getsockname()[1])
+        log.info("supervisor_started", workers=settings.workers, port=port)
 
         async def watch(index: int) -> None:
             while not stopping.is_set():
@@ -127,6 +131,7 @@ def _mark_dead(pid: int) -> None:
 
 
 def run_workers(settings: Settings, sock: socket.socket) -> int:
+    """``sock`` is bound, not listening: it holds the port for the workers' sockets."""
     try:
         asyncio.run(supervise(settings, sock))
     except StartupError as exc:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -58,6 +60,39 @@ def test_two_workers_serve_and_metrics_count_every_request(pool: InferhubProcess
     served_by = {e["pid"] for e in pool.log_events() if e.get("event") == "llm_request_completed"}
     assert served_by == _worker_pids(pool)  # both workers took requests
     assert _chat_count(pool) - before == 40  # whichever worker answers the scrape sees all of them
+
+
+def test_a_burst_of_keep_alive_connections_is_spread_over_both_workers(pool: InferhubProcess) -> None:
+    """16 clients connect at once and keep their connections (as SDKs do): both workers must get some.
+
+    With one socket shared by the workers, the worker that woke first accepted the whole burst, and every
+    request of those keep-alive clients stayed on it. Each worker's own SO_REUSEPORT socket fixes that.
+    """
+    deadline = time.monotonic() + 60
+    while len(_worker_pids(pool)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+    barrier = threading.Barrier(16)
+
+    def client(index: int) -> list[int]:
+        with httpx.Client(base_url=pool.url, headers=pool.headers, timeout=30) as http:
+            barrier.wait()
+            return [
+                http.post("/v1/chat/completions", json=body, headers={"X-Request-ID": f"burst-{index}-{n}"}).status_code
+                for n in range(3)
+            ]
+
+    with ThreadPoolExecutor(16) as executor:
+        statuses = [status for result in executor.map(client, range(16)) for status in result]
+    assert statuses == [200] * 48
+    pid_of = {
+        e["request_id"]: e["pid"] for e in pool.log_events()
+        if e.get("event") == "llm_request_completed" and str(e.get("request_id", "")).startswith("burst-")
+    }  # fmt: skip
+    assert len(pid_of) == 48
+    assert set(pid_of.values()) == _worker_pids(pool)
+    for index in range(16):  # keep-alive: one connection, one worker, for all three requests of a client
+        assert len({pid_of[f"burst-{index}-{n}"] for n in range(3)}) == 1
 
 
 def test_a_killed_worker_is_replaced(pool: InferhubProcess) -> None:

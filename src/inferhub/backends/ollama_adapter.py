@@ -11,7 +11,7 @@ import orjson
 
 from inferhub.backends import translate
 from inferhub.backends.base import Adapter, StreamEvent
-from inferhub.backends.sse import iter_lines
+from inferhub.backends.sse import drain_rest, iter_lines
 from inferhub.errors import UpstreamError
 
 
@@ -82,8 +82,9 @@ class OllamaAdapter(Adapter):
             if generate
             else translate.ollama_chat_line_to_openai_chunk
         )
+        chunks = response.aiter_bytes()
         try:
-            async for line in iter_lines(response.aiter_bytes()):
+            async for line in iter_lines(chunks):
                 if not line.strip():
                     continue
                 try:
@@ -97,6 +98,7 @@ class OllamaAdapter(Adapter):
                     )
                 yield StreamEvent(data=to_chunk(data, chunk_id=chunk_id, created=created, model=model))
                 if data.get("done"):
+                    await drain_rest(chunks)
                     obj = "text_completion" if generate else "chat.completion.chunk"
                     yield StreamEvent(
                         data=translate.usage_chunk(

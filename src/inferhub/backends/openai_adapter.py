@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from inferhub.backends.base import Adapter, StreamEvent, prompt_text
-from inferhub.backends.sse import DONE, iter_sse_data
+from inferhub.backends.sse import DONE, drain_rest, iter_sse_data
 from inferhub.errors import UpstreamError
 
 
@@ -90,10 +90,12 @@ class OpenAIAdapter(Adapter):
     async def _events(self, response: httpx.Response) -> AsyncIterator[StreamEvent]:
         events = 0
         finished = False
+        chunks = response.aiter_bytes()
         try:
-            async for payload in iter_sse_data(response.aiter_bytes()):
+            async for payload in iter_sse_data(chunks):
                 if payload is DONE:
                     finished = True
+                    await drain_rest(chunks)
                     break
                 events += 1
                 try:

@@ -74,17 +74,53 @@ class Admission:
     degraded: bool = False
 
 
+_window_cache: tuple[int, dict[str, str]] = (-1, {})
+
+
 def _windows(now: float) -> dict[str, str]:
-    moment = datetime.fromtimestamp(now, UTC)
-    return {"minute": str(int(now // 60)), "day": moment.strftime("%Y%m%d"), "month": moment.strftime("%Y%m")}
+    """The current minute, day and month as counter-key suffixes; formatted once per second, not per request."""
+    global _window_cache
+    second = int(now)
+    if _window_cache[0] != second:
+        moment = datetime.fromtimestamp(second, UTC)
+        windows = {"minute": str(second // 60), "day": moment.strftime("%Y%m%d"), "month": moment.strftime("%Y%m")}
+        _window_cache = (second, windows)
+    return _window_cache[1]
 
 
 def _key(scope: Scope, name: str, window: str | None = None) -> str:
     return f"ih:lim:{scope.kind}:{scope.id}:{name}" + (f":{window}" if window else "")
 
 
+RPM_TTL, CONCURRENCY_TTL = 120, 3600
+
+
+@dataclass(slots=True)
+class AdmitPlan:
+    """Everything one admission checks, so a store can decide it in one round trip.
+
+    In order: ``reads`` (key, limit) refuse when the stored value is at or over the limit and consume
+    nothing; ``rpm`` (key, limit) are incremented one by one, and the first over its limit refuses
+    (keeping its own increment, as an attempt); ``concurrency`` (key, limit) are incremented, and if one
+    is over its limit all of them are given back.
+    """
+
+    reads: list[tuple[str, float]] = field(default_factory=list)
+    rpm: list[tuple[str, float]] = field(default_factory=list)
+    concurrency: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class AdmitOutcome:
+    reads: list[float]
+    rpm: list[float]  # counts after increment, up to and including a refusing one
+    concurrency: list[float]
+    refused: tuple[str, int] | None  # ("reads" | "rpm" | "concurrency", index in that list)
+
+
 class CounterStore(Protocol):
-    async def incr(self, key: str, amount: float, ttl: int) -> float: ...
+    async def admit(self, plan: AdmitPlan) -> AdmitOutcome: ...
+    async def incr_many(self, increments: list[tuple[str, float, int]]) -> None: ...
     async def get_many(self, keys: list[str]) -> list[float]: ...
     async def seed(self, key: str, value: float, ttl: int) -> None: ...
     async def ping(self) -> bool: ...
@@ -113,6 +149,32 @@ class MemoryCounters:
             self._sweep()
         return value
 
+    async def admit(self, plan: AdmitPlan) -> AdmitOutcome:
+        reads = [self._live(key) for key, _ in plan.reads]
+        outcome = AdmitOutcome(reads=reads, rpm=[], concurrency=[], refused=None)
+        for index, (value, (_, limit)) in enumerate(zip(reads, plan.reads, strict=True)):
+            if value >= limit:
+                outcome.refused = ("reads", index)
+                return outcome
+        for index, (key, limit) in enumerate(plan.rpm):
+            outcome.rpm.append(await self.incr(key, 1, RPM_TTL))
+            if outcome.rpm[-1] > limit:
+                outcome.refused = ("rpm", index)
+                return outcome
+        for key, _ in plan.concurrency:
+            outcome.concurrency.append(await self.incr(key, 1, CONCURRENCY_TTL))
+        for index, (value, (_, limit)) in enumerate(zip(outcome.concurrency, plan.concurrency, strict=True)):
+            if value > limit:
+                for key, _ in plan.concurrency:
+                    await self.incr(key, -1, CONCURRENCY_TTL)
+                outcome.refused = ("concurrency", index)
+                return outcome
+        return outcome
+
+    async def incr_many(self, increments: list[tuple[str, float, int]]) -> None:
+        for key, amount, ttl in increments:
+            await self.incr(key, amount, ttl)
+
     async def get_many(self, keys: list[str]) -> list[float]:
         return [self._live(k) for k in keys]
 
@@ -129,23 +191,74 @@ class MemoryCounters:
             del self._values[key]
 
 
+# One admission in one round trip, atomic across replicas: the same steps as MemoryCounters.admit.
+# KEYS: reads, then rpm keys, then concurrency keys. ARGV: the three counts, then their limits in that order.
+# Values go back as strings: Redis would truncate a Lua number (a cost) to an integer.
+_ADMIT_SCRIPT = """
+local nr, np, nc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local reads, rpm, conc = {}, {}, {}
+for i = 1, nr do
+  reads[i] = redis.call('GET', KEYS[i]) or '0'
+  if tonumber(reads[i]) >= tonumber(ARGV[3 + i]) then return {'reads', i - 1, reads, rpm, conc} end
+end
+for i = 1, np do
+  local key = KEYS[nr + i]
+  local count = redis.call('INCR', key)
+  redis.call('EXPIRE', key, RPM_TTL, 'NX')
+  rpm[i] = tostring(count)
+  if count > tonumber(ARGV[3 + nr + i]) then return {'rpm', i - 1, reads, rpm, conc} end
+end
+for i = 1, nc do
+  local key = KEYS[nr + np + i]
+  conc[i] = tostring(redis.call('INCR', key))
+  redis.call('EXPIRE', key, CONCURRENCY_TTL, 'NX')
+end
+for i = 1, nc do
+  if tonumber(conc[i]) > tonumber(ARGV[3 + nr + np + i]) then
+    for j = 1, nc do redis.call('DECR', KEYS[nr + np + j]) end
+    return {'concurrency', i - 1, reads, rpm, conc}
+  end
+end
+return {'', -1, reads, rpm, conc}
+""".replace("CONCURRENCY_TTL", str(CONCURRENCY_TTL)).replace("RPM_TTL", str(RPM_TTL))
+
+
 class RedisCounters:
-    """Counters in Redis (redis-py asyncio): one round trip per operation, atomic across replicas."""
+    """Counters in Redis (redis-py asyncio), atomic across replicas.
+
+    An admission is one Lua script call and a settlement one pipeline: two round trips per request
+    whatever limits are set (it was one per counter, up to 15).
+    """
 
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis
 
         self._redis = redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._admit = self._redis.register_script(_ADMIT_SCRIPT)
 
-    async def incr(self, key: str, amount: float, ttl: int) -> float:
-        pipe = self._redis.pipeline(transaction=True)
-        if float(amount).is_integer():
-            pipe.incrby(key, int(amount))
-        else:
-            pipe.incrbyfloat(key, amount)
-        pipe.expire(key, ttl, nx=True)
-        value, _ = await pipe.execute()
-        return float(value)
+    async def admit(self, plan: AdmitPlan) -> AdmitOutcome:
+        keys = [key for key, _ in plan.reads] + [key for key, _ in plan.rpm] + [key for key, _ in plan.concurrency]
+        limits = [limit for _, limit in (*plan.reads, *plan.rpm, *plan.concurrency)]
+        args = [len(plan.reads), len(plan.rpm), len(plan.concurrency), *limits]
+        refused, index, reads, rpm, concurrency = await self._admit(keys=keys, args=args)
+        return AdmitOutcome(
+            reads=[float(v) for v in reads],
+            rpm=[float(v) for v in rpm],
+            concurrency=[float(v) for v in concurrency],
+            refused=(refused.decode(), int(index)) if refused else None,
+        )
+
+    async def incr_many(self, increments: list[tuple[str, float, int]]) -> None:
+        if not increments:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key, amount, ttl in increments:
+            if float(amount).is_integer():
+                pipe.incrby(key, int(amount))
+            else:
+                pipe.incrbyfloat(key, amount)
+            pipe.expire(key, ttl, nx=True)
+        await pipe.execute()
 
     async def get_many(self, keys: list[str]) -> list[float]:
         if not keys:
@@ -190,15 +303,25 @@ class Limiter:
         windows = _windows(now)
         reset_minute = 60 - now % 60
         # Read-only checks first (token rate, budgets), so a refused request consumes nothing.
-        reads: list[tuple[Scope, str, float, str]] = []
+        reads: list[tuple[Scope, str, float]] = []
+        plan = AdmitPlan()
         for scope in admission.scopes:
             if scope.limits.get("tpm") is not None:
-                reads.append((scope, "tpm", scope.limits["tpm"], _key(scope, "tpm", windows["minute"])))
+                reads.append((scope, "tpm", scope.limits["tpm"]))
+                plan.reads.append((_key(scope, "tpm", windows["minute"]), scope.limits["tpm"]))
             for name, (unit, window) in BUDGETS.items():
                 if scope.limits.get(name) is not None:
-                    reads.append((scope, name, scope.limits[name], _key(scope, unit, windows[window])))
-        values = await self.counters.get_many([r[3] for r in reads])
-        for (scope, name, limit, _), used in zip(reads, values, strict=True):
+                    reads.append((scope, name, scope.limits[name]))
+                    plan.reads.append((_key(scope, unit, windows[window]), scope.limits[name]))
+        rpm_scopes = [scope for scope in admission.scopes if scope.limits.get("rpm") is not None]
+        plan.rpm = [(_key(scope, "rpm", windows["minute"]), scope.limits["rpm"]) for scope in rpm_scopes]
+        concurrency_scopes = [scope for scope in admission.scopes if scope.limits.get("concurrency") is not None]
+        plan.concurrency = [(_key(scope, "concurrent"), scope.limits["concurrency"]) for scope in concurrency_scopes]
+        if not (plan.reads or plan.rpm or plan.concurrency):
+            return
+        outcome = await self.counters.admit(plan)
+
+        for (scope, name, limit), used in zip(reads, outcome.reads, strict=False):
             if name == "tpm":
                 if scope.kind == "key" or "x-ratelimit-limit-tokens" not in admission.headers:
                     admission.headers.update(_token_headers(limit, used, reset_minute))
@@ -219,59 +342,52 @@ class Limiter:
                     code="budget_exceeded",
                     headers={"Retry-After": str(_seconds_to_period_end(now, name))},
                 )
-        for scope in admission.scopes:
-            rpm = scope.limits.get("rpm")
-            if rpm is not None:
-                count = await self.counters.incr(_key(scope, "rpm", windows["minute"]), 1, 120)
-                headers = _request_headers(rpm, count, reset_minute)
-                if scope.kind == "key" or "x-ratelimit-limit-requests" not in admission.headers:
-                    admission.headers.update(headers)
-                if count > rpm:
-                    self._refused("rpm", scope)
-                    raise RateLimited(
-                        f"{scope.label} is over its limit of {rpm:g} requests per minute",
-                        code="requests_per_minute_exceeded",
-                        headers={"Retry-After": str(math.ceil(reset_minute)), **admission.headers, **headers},
-                    )
-        for scope in admission.scopes:
-            concurrency = scope.limits.get("concurrency")
-            if concurrency is not None:
-                current = await self.counters.incr(_key(scope, "concurrent"), 1, 3600)
-                admission.concurrency_taken.append(scope)
-                if current > concurrency:
-                    await self._release(admission)
-                    self._refused("concurrency", scope)
-                    raise RateLimited(
-                        f"{scope.label} already has {concurrency:g} requests in flight (its limit)",
-                        code="concurrency_exceeded",
-                        headers={"Retry-After": "1", **admission.headers},
-                    )
+        for scope, count in zip(rpm_scopes, outcome.rpm, strict=False):
+            rpm = scope.limits["rpm"]
+            headers = _request_headers(rpm, count, reset_minute)
+            if scope.kind == "key" or "x-ratelimit-limit-requests" not in admission.headers:
+                admission.headers.update(headers)
+            if count > rpm:
+                self._refused("rpm", scope)
+                raise RateLimited(
+                    f"{scope.label} is over its limit of {rpm:g} requests per minute",
+                    code="requests_per_minute_exceeded",
+                    headers={"Retry-After": str(math.ceil(reset_minute)), **admission.headers, **headers},
+                )
+        if outcome.refused is not None and outcome.refused[0] == "concurrency":
+            scope = concurrency_scopes[outcome.refused[1]]  # the store gave every slot back already
+            self._refused("concurrency", scope)
+            raise RateLimited(
+                f"{scope.label} already has {scope.limits['concurrency']:g} requests in flight (its limit)",
+                code="concurrency_exceeded",
+                headers={"Retry-After": "1", **admission.headers},
+            )
+        admission.concurrency_taken = concurrency_scopes
 
     async def settle(self, admission: Admission, tokens: int, cost: Decimal) -> None:
-        """Count what the request used and give back its concurrency slot."""
+        """Count what the request used and give back its concurrency slot, in one batch."""
         if not admission.scopes:
             return
+        increments = self._release_increments(admission)
+        windows = _windows(time.time())
+        for scope in admission.scopes:
+            if tokens and scope.limits.get("tpm") is not None:
+                increments.append((_key(scope, "tpm", windows["minute"]), tokens, RPM_TTL))
+            # Budget counters run for every limited owner, so a budget added later starts from real use.
+            if tokens:
+                increments.append((_key(scope, "tokens", windows["day"]), tokens, 2 * 86400))
+                increments.append((_key(scope, "tokens", windows["month"]), tokens, 32 * 86400))
+            if cost:
+                increments.append((_key(scope, "cost", windows["day"]), float(cost), 2 * 86400))
+                increments.append((_key(scope, "cost", windows["month"]), float(cost), 32 * 86400))
         try:
-            await self._release(admission)
-            windows = _windows(time.time())
-            for scope in admission.scopes:
-                limits = scope.limits
-                if tokens and limits.get("tpm") is not None:
-                    await self.counters.incr(_key(scope, "tpm", windows["minute"]), tokens, 120)
-                # Budget counters run for every limited owner, so a budget added later starts from real use.
-                if tokens:
-                    await self.counters.incr(_key(scope, "tokens", windows["day"]), tokens, 2 * 86400)
-                    await self.counters.incr(_key(scope, "tokens", windows["month"]), tokens, 32 * 86400)
-                if cost:
-                    await self.counters.incr(_key(scope, "cost", windows["day"]), float(cost), 2 * 86400)
-                    await self.counters.incr(_key(scope, "cost", windows["month"]), float(cost), 32 * 86400)
+            await self.counters.incr_many(increments)
         except Exception as exc:
             self._unavailable(exc, during="settle")
 
-    async def _release(self, admission: Admission) -> None:
+    def _release_increments(self, admission: Admission) -> list[tuple[str, float, int]]:
         taken, admission.concurrency_taken = admission.concurrency_taken, []
-        for scope in taken:
-            await self.counters.incr(_key(scope, "concurrent"), -1, 3600)
+        return [(_key(scope, "concurrent"), -1, CONCURRENCY_TTL) for scope in taken]
 
     async def seed_budgets(self, totals_day: dict, totals_month: dict) -> None:
         """Start budget counters from the usage table, so a restart (or a Redis restart) does not reset them."""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert
 
 from inferhub.store.audit import record_change
 from inferhub.store.database import Database
@@ -50,18 +50,46 @@ class Price:
         return (self.prompt_per_million * prompt_tokens + self.completion_per_million * completion_tokens) / 1_000_000
 
 
+_USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))
+_PROMPT_INDEX = _USAGE_COLUMNS.index("prompt")
+_COLUMN_LIST = ", ".join(_USAGE_COLUMNS)
+# Per session; emptied at each commit. Created from the real table, so a new column needs no change here.
+_CREATE_INCOMING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS usage_incoming ON COMMIT DELETE ROWS AS "
+    f"SELECT {_COLUMN_LIST} FROM usage_records WITH NO DATA"
+)
+_COPY_INCOMING = f"COPY usage_incoming ({_COLUMN_LIST}) FROM STDIN"
+_INSERT_INCOMING = (
+    f"INSERT INTO usage_records ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM usage_incoming "
+    "ON CONFLICT (request_id) DO NOTHING"
+)
+
+
 class UsageRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     def insert_many(self, records: list[UsageRecord]) -> int:
-        """Insert a batch; a record already stored (same request_id) is skipped, so a retry never doubles it."""
+        """Insert a batch; a record already stored (same request_id) is skipped, so a retry never doubles it.
+
+        ``COPY`` into a temporary table, then one ``INSERT … SELECT … ON CONFLICT DO NOTHING``: two statements
+        of one fixed shape whatever the batch size. A multi-row ``VALUES`` list compiled by SQLAlchemy cost
+        ~500 µs of CPU per record (it competes with the event loop for the GIL) and, since every batch size
+        is a new statement, filled psycopg's and SQLAlchemy's statement caches (docs/performance.md).
+        """
         if not records:
             return 0
-        with self._db.session() as session:
-            statement = insert(UsageRow).values([asdict(r) for r in records])
-            result = session.execute(statement.on_conflict_do_nothing(index_elements=["request_id"]))
-            return result.rowcount or 0
+        with self._db.engine.begin() as connection:
+            cursor = connection.connection.driver_connection.cursor()
+            cursor.execute(_CREATE_INCOMING)
+            with cursor.copy(_COPY_INCOMING) as copy:
+                for record in records:
+                    row = [getattr(record, column) for column in _USAGE_COLUMNS]
+                    if row[_PROMPT_INDEX] is not None:
+                        row[_PROMPT_INDEX] = Jsonb(row[_PROMPT_INDEX])
+                    copy.write_row(row)
+            cursor.execute(_INSERT_INCOMING)
+            return max(cursor.rowcount, 0)
 
     def count(self) -> int:
         with self._db.session() as session:
