@@ -29,6 +29,7 @@ test: install
 	bash scripts/ensure-tools.sh
 	[ ! -f scripts/ensure-deploy-tools.sh ] || bash scripts/ensure-deploy-tools.sh
 	[ ! -f scripts/ensure-ui-tools.sh ] || bash scripts/ensure-ui-tools.sh
+	bash bench/ensure-bench-tools.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 
