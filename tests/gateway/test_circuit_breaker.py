@@ -26,7 +26,7 @@ from inferhub.gateway.retry_budget import RetryBudget
 from support import InferhubProcess
 
 THRESHOLD = 3
-COOLDOWN = 1.0
+COOLDOWN = 3.0
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
@@ -93,19 +93,14 @@ def test_failing_backend_fails_over_opens_its_circuit_and_recovers(http, hub, fa
         assert response.json()["choices"][0]["message"]["content"] == "echo: hello"
         live = backends_by_letter(http, fakes, "cb")["a"]["live"]
         assert live["consecutive_failures"] == failures
-    opened_at = time.monotonic()
 
     listed = backends_by_letter(http, fakes, "cb")
     a_calls = chat_calls(fakes["a"])
-    in_cooldown = 0
-    while time.monotonic() - opened_at < COOLDOWN * 0.6 and in_cooldown < 5:  # open: no traffic to A at all
+    for _ in range(5):  # open: no traffic to A at all (five requests take milliseconds of a 3 s cool-down)
         response = chat(http, "cb")
         assert response.status_code == 200
         assert response.headers["x-inferhub-backend"] == ids["b"]
         assert "x-inferhub-attempts" not in response.headers
-        in_cooldown += 1
-    assert time.monotonic() - opened_at < COOLDOWN, "the test was too slow to observe the open circuit"
-    assert in_cooldown >= 1
     assert listed["a"]["live"]["circuit"] == "open"
     assert listed["a"]["health"] == "unhealthy"
     assert listed["b"]["live"]["circuit"] == "closed"

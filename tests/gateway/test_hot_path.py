@@ -41,6 +41,7 @@ def test_requests_are_served_from_memory_while_the_database_is_down(fleet: Infer
     assert health.status_code == 503
     assert health.json()["components"]["database"]["status"] == "unhealthy"
 
-    time.sleep(1.5)  # let the batched stats writer try (and fail) to flush
-    events = [e["event"] for e in fleet.log_events()]
-    assert "backend_stats_flush_failed" in events
+    deadline = time.monotonic() + 30  # the batched stats writer tries (and fails) to flush every second
+    while "backend_stats_flush_failed" not in [e["event"] for e in fleet.log_events()]:
+        assert time.monotonic() < deadline, "the stats writer never reported its failed flush"
+        time.sleep(0.2)
