@@ -201,6 +201,10 @@ def stack(
         try:
             for variant in variants:
                 spec = variant_spec(variant, getattr(args, "variant", None))
+                variant_src = src
+                if spec["ref"]:  # `--variant before:@REF`: this gateway runs another commit's code
+                    variant_src = snapshot_source(spec["ref"], tmp_root(cleanup) / variant)
+                    _say(f"inferhub ({variant}) source: git {spec['ref']} ({_rev(spec['ref'])})")
                 started = time.monotonic()
                 gateway = Gateway(
                     upstream,
@@ -211,7 +215,7 @@ def stack(
                     env={**_env_pairs(getattr(args, "gateway_env", None)), **spec["env"]},
                     uvloop=getattr(args, "uvloop", False) or spec["uvloop"],
                     tracemalloc_frames=tracemalloc_frames,
-                    src=src,
+                    src=variant_src,
                 )
                 gateways[variant] = gateway.start()
                 _say(
@@ -222,6 +226,10 @@ def stack(
         finally:
             for gateway in gateways.values():
                 gateway.stop()
+
+
+def tmp_root(cleanup: contextlib.ExitStack) -> Path:
+    return Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="inferhub-bench-src-")))
 
 
 def _rev(ref: str) -> str:
@@ -252,8 +260,12 @@ def _variants(choice: str, extra: list[str] | None = None) -> list[str]:
 
 
 def variant_spec(name: str, extra: list[str] | None = None) -> dict[str, Any]:
-    """``shipped``, ``nodelay``, or a ``--variant NAME:SPEC`` (SPEC: comma list of nodelay, uvloop, ENV=VALUE)."""
-    spec: dict[str, Any] = {"nodelay": name == "nodelay", "uvloop": False, "env": {}}
+    """``shipped``, ``nodelay``, or a ``--variant NAME:SPEC``.
+
+    SPEC is a comma list of ``nodelay``, ``uvloop``, ``ENV=VALUE`` and ``@REF`` (the gateway runs
+    ``git archive REF src``: before/after comparisons in one interleaved run).
+    """
+    spec: dict[str, Any] = {"nodelay": name == "nodelay", "uvloop": False, "env": {}, "ref": None}
     for item in extra or []:
         variant, _, items = item.partition(":")
         if variant != name:
@@ -261,11 +273,13 @@ def variant_spec(name: str, extra: list[str] | None = None) -> dict[str, Any]:
         for part in filter(None, (p.strip() for p in items.split(","))):
             if part in ("nodelay", "uvloop"):
                 spec[part] = True
+            elif part.startswith("@"):
+                spec["ref"] = part[1:]
             elif "=" in part:
                 key, _, value = part.partition("=")
                 spec["env"][key] = value
             else:
-                raise SystemExit(f"--variant {item!r}: {part!r} is not nodelay, uvloop or NAME=VALUE")
+                raise SystemExit(f"--variant {item!r}: {part!r} is not nodelay, uvloop, @REF or NAME=VALUE")
     return spec
 
 

@@ -12,13 +12,13 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from fakes import BackgroundServer, create_fake_ollama_app, create_fake_vllm_app
 from inferhub.backends.base import Backend
 from inferhub.backends.ollama_adapter import OllamaAdapter
 from inferhub.backends.openai_adapter import OpenAIAdapter
+from inferhub.backends.upstream_client import UpstreamClient
 
 
 class ClientPorts:
@@ -45,7 +45,8 @@ def engines() -> Iterator[dict[str, tuple[BackgroundServer, ClientPorts]]]:
 
 async def _stream_five_times(protocol: str, url: str) -> list[str]:
     backend = Backend(id="b1", model_name="m", backend_type=protocol, endpoint_url=url)
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    client = UpstreamClient(url, 10)
+    try:
         adapter = (OpenAIAdapter if protocol == "openai" else OllamaAdapter)(backend, client)
         texts = []
         for n in range(5):
@@ -56,6 +57,8 @@ async def _stream_five_times(protocol: str, url: str) -> list[str]:
                     text += (choice.get("delta") or {}).get("content") or ""
             texts.append(text)
         return texts
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.parametrize("protocol", ["openai", "ollama"])

@@ -8,9 +8,12 @@ own key, hence its own collection namespace.
 from __future__ import annotations
 
 import io
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
 # One distinct sentence per format; each sits in the second section (or on page 2) of its document, after a
@@ -189,6 +192,25 @@ def test_duplicate_upload_returns_the_existing_document_without_a_second_job(rag
     assert rag.upload(other, "lab.md", content, "text/markdown").status_code == 202
 
 
+def test_simultaneous_duplicate_uploads_get_one_document(rag) -> None:
+    """Eight uploads of the same new text at once: one creates the document, the others get it back."""
+    collection = rag.create_collection()["name"]
+    text = f"The bicycle shed behind building C has {uuid.uuid4().hex[:6]} numbered racks."
+    barrier = threading.Barrier(8)
+
+    def upload(_: int) -> httpx.Response:
+        with httpx.Client(base_url=rag.url, headers={"Authorization": f"Bearer {rag.key}"}, timeout=120) as http:
+            barrier.wait()
+            return http.post(f"/v1/collections/{collection}/documents", json={"text": text})
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(upload, range(8)))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [202], [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert [r.json()["duplicate"] for r in responses].count(False) == 1
+    assert len(rag.documents(collection)) == 1
+
+
 def test_replace_document_id_swaps_the_chunks(rag) -> None:
     collection = rag.create_collection()["name"]
     old = "The staff canteen closes at half past two on Fridays."
@@ -337,3 +359,41 @@ def test_the_rag_scope_is_required(inferhub, ragkit) -> None:
         )
         chat = {"model": "smollm2", "messages": [{"role": "user", "content": "q"}], "collections": ["x"]}
         ragkit.assert_openai_error(client.http.post("/v1/chat/completions", json=chat), 403, "insufficient_scope")
+
+
+def test_searches_are_metered_and_limited_like_any_request(inferhub, ragkit) -> None:
+    """Embedding a query is work done for the key: it leaves a usage record and counts against rpm."""
+    tenant = ragkit.new_tenant(inferhub)
+    key = inferhub.cli("keys", "create", f"search-{uuid.uuid4().hex[:6]}", "--scope", "rag", "--tenant", tenant,
+                       "--limit", "rpm=4").stdout.strip()  # fmt: skip
+    ragkit.wait_until(
+        lambda: httpx.get(f"{inferhub.url}/v1/collections", headers={"Authorization": f"Bearer {key}"}).status_code
+        == 200,
+        "the new key to reach the process",
+    )  # fmt: skip
+    with ragkit.Rag(inferhub.url, key) as rag:
+        collection = rag.create_collection()["name"]  # request 1 of 4 (not metered: no model runs for the key)
+        rag.add_ready(collection, "The fire assembly point is the car park behind the sports hall.")
+        hits = rag.search(collection, "Where is the fire assembly point?", mode="hybrid")  # metered
+        assert hits and "assembly point" in hits[0]["text"]
+        assert rag.search(collection, "fire assembly point", mode="keyword")  # metered, no embedding
+        refused = [rag.search_raw(collection, query="assembly point", mode="keyword") for _ in range(3)]
+    codes = [r.status_code for r in refused]
+    assert 429 in codes, codes
+    limited = next(r for r in refused if r.status_code == 429)
+    assert limited.json()["error"]["code"] == "requests_per_minute_exceeded"
+
+    admin = {"Authorization": f"Bearer {inferhub.api_key}"}
+    tenants = httpx.get(f"{inferhub.url}/api/tenants", headers=admin).json()["data"]
+    tenant_id = next(t["id"] for t in tenants if t["name"] == tenant)
+
+    def searches() -> list[dict[str, Any]] | None:
+        rows = httpx.get(f"{inferhub.url}/api/request-log", headers=admin, params={"tenant_id": tenant_id}).json()
+        found = [r for r in rows["data"] if r["endpoint"] == "/v1/collections/{name}/search"]
+        return found if len([r for r in found if r["status"] == 200]) >= 2 else None
+
+    rows = ragkit.wait_until(searches, "the search usage records")
+    ok = [r for r in rows if r["status"] == 200]
+    assert {r["model"] for r in ok} == {"all-minilm-l6-v2"}
+    assert sorted(r["prompt_tokens"] > 0 for r in ok) == [False, True]  # the hybrid search embedded its query
+    assert any(r["status"] == 429 for r in rows)

@@ -49,8 +49,17 @@ def authenticate(request: Request, scope: str = "inference") -> KeyRecord:
     )
     require_scope(record, scope)
     request.state.key = record
-    structlog.contextvars.bind_contextvars(key_prefix=record.prefix)
+    structlog.contextvars.bind_contextvars(key_prefix=record.prefix, tenant=_tenant_name(request, record))
     return record
+
+
+def _tenant_name(request: Request, record: KeyRecord) -> str:
+    """What log lines call the key's owner: its tenant's name (from the in-memory cache), or ``platform``."""
+    meter = context_of(request).meter
+    tenant = meter.tenants.get(record.tenant_id) if meter is not None else None
+    if tenant is not None:
+        return tenant.name
+    return "platform" if record.tenant_id is None else str(record.tenant_id)
 
 
 _PRIORITIES = {"low": -10, "normal": 0, "high": 10}

@@ -26,6 +26,8 @@ from inferhub.rag.service import NO_ANSWER, build_messages, citations, relevant
 from inferhub.store.keys import KeyRecord
 from inferhub.store.rag import PgvectorMissing
 
+RETRIEVAL_ENDPOINT = "rag.retrieval"
+
 router = APIRouter(prefix="/v1", tags=["RAG"])
 MODES = ("hybrid", "vector", "keyword")
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
@@ -268,18 +270,46 @@ async def search(request: Request, name: str):
     body = validation.parse_json_object(await request.body())
     query, top_k, mode, filter = _search_args(body)
     collection = await _collection(request, record, name)
-    _, rag = _rag(request)
-    hits = await rag.search([collection], query, top_k=top_k, mode=mode, filter=filter, meta=request_meta(request))
+    hits = await _metered_search(request, record, [collection], query, top_k=top_k, mode=mode, filter=filter,
+                                 endpoint="/v1/collections/{name}/search")  # fmt: skip
     return ORJSONResponse({"object": "list", "query": query, "mode": mode, "data": [h.public() for h in hits]})
+
+
+async def _metered_search(request: Request, record: KeyRecord, collections: list[dict], query: str, *, top_k: int,
+                          mode: str, filter: dict | None, endpoint: str = RETRIEVAL_ENDPOINT) -> list:  # fmt: skip
+    """Search with the key's limits and a usage record: embedding the query is work done for the key.
+
+    The retrieval step of ``/v1/rag/query`` and of chat with ``collections`` gets a record of its own
+    (endpoint ``rag.retrieval``), apart from the chat completion's.
+    """
+    context, rag = _rag(request)
+    meter = context.meter
+    if meter is None:
+        hits, _ = await rag.search_with_usage(collections, query, top_k=top_k, mode=mode, filter=filter,
+                                              meta=request_meta(request))  # fmt: skip
+        return hits
+    ticket = await meter.begin(record, endpoint=endpoint, model=collections[0]["embedding_model"],
+                               client_ip=request.client.host if request.client else None)  # fmt: skip
+    try:
+        hits, tokens = await rag.search_with_usage(collections, query, top_k=top_k, mode=mode, filter=filter,
+                                                   meta=request_meta(request))  # fmt: skip
+    except APIError as exc:
+        await meter.finish(ticket, status=exc.status_code)
+        exc.headers = {**ticket.headers, **exc.headers}
+        raise
+    except BaseException:
+        await meter.finish(ticket, status=500)
+        raise
+    await meter.finish(ticket, status=200, prompt_tokens=tokens)
+    return hits
 
 
 async def _retrieve(request: Request, record: KeyRecord, names: Any, query: str, top_k: int, filter=None):
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise InvalidRequest("collections: a non-empty array of collection names", param="collections")
     collections = [await _collection(request, record, n) for n in names]
-    _, rag = _rag(request)
-    hits = await rag.search(collections, query, top_k=top_k, mode="hybrid", filter=filter, meta=request_meta(request))
-    return relevant(hits)
+    return relevant(await _metered_search(request, record, collections, query, top_k=top_k, mode="hybrid",
+                                          filter=filter))  # fmt: skip
 
 
 @router.post("/rag/query")

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
 import orjson
 
+from inferhub.backends.upstream_client import ConnectFailed, TimedOut, TransportError, UpstreamClient, UpstreamStream
 from inferhub.errors import APIError, UpstreamError
 from inferhub.observability.tracing import upstream_headers
 
@@ -76,7 +76,7 @@ class Adapter:
 
     capabilities: frozenset[Capability] = frozenset()
 
-    def __init__(self, backend: Backend, client: httpx.AsyncClient) -> None:
+    def __init__(self, backend: Backend, client: UpstreamClient) -> None:
         self.backend = backend
         self.client = client
 
@@ -117,8 +117,8 @@ class Adapter:
 
     async def _post_json(self, path: str, payload: dict[str, Any]) -> Any:
         try:
-            response = await self.client.post(path, content=orjson.dumps(payload), headers=self._headers())
-        except httpx.HTTPError as exc:
+            response = await self.client.request("POST", path, content=orjson.dumps(payload), headers=self._headers())
+        except TransportError as exc:
             raise self._transport_error(exc) from None
         self._raise_for_status(response.status_code, response.content)
         return self._decode(response.content)
@@ -132,22 +132,21 @@ class Adapter:
     async def _get_json(self, path: str, timeout: float | None = None) -> Any:
         try:
             response = await self.client.get(path, timeout=timeout, headers=dict(self.backend.auth_headers))
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise self._transport_error(exc) from None
         self._raise_for_status(response.status_code, response.content)
         return self._decode(response.content)
 
-    async def _open_stream(self, path: str, payload: dict[str, Any]) -> httpx.Response:
+    async def _open_stream(self, path: str, payload: dict[str, Any]) -> UpstreamStream:
         """Send the request and wait for the status line, so a failure is known before the first byte."""
-        request = self.client.build_request("POST", path, content=orjson.dumps(payload), headers=self._headers())
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self.client.stream("POST", path, content=orjson.dumps(payload), headers=self._headers())
+        except TransportError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
             try:
                 content = await response.aread()
-            except httpx.HTTPError:
+            except TransportError:
                 content = b""
             finally:
                 await response.aclose()
@@ -164,33 +163,27 @@ class Adapter:
                 code="backend_invalid_response",
             ) from None
 
-    def _transport_error(self, exc: httpx.HTTPError) -> UpstreamError:
+    def _transport_error(self, exc: TransportError) -> UpstreamError:
         label = self.backend.label
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, TimedOut):
             return UpstreamError(
                 f"{label} did not answer within {self.backend.timeout_seconds:g}s",
                 status_code=504,
                 backend=self.backend.id,
                 code="backend_timeout",
             )
-        if isinstance(exc, httpx.ConnectError):
-            return UpstreamError(
-                f"{label} refused the connection", backend=self.backend.id, code="backend_unreachable"
-            )
-        return UpstreamError(
-            f"{label} failed: {type(exc).__name__}", backend=self.backend.id, code="backend_error"
-        )
+        if isinstance(exc, ConnectFailed):
+            return UpstreamError(f"{label} refused the connection", backend=self.backend.id, code="backend_unreachable")
+        return UpstreamError(f"{label} failed: {exc.kind}", backend=self.backend.id, code="backend_error")
 
     def stream_broken(self, exc: BaseException) -> UpstreamError:
-        if isinstance(exc, httpx.HTTPError):
+        if isinstance(exc, TransportError):
             error = self._transport_error(exc)
             error.message = error.message + " while streaming"
             return error
         if isinstance(exc, UpstreamError):
             return exc
-        return UpstreamError(
-            f"{self.backend.label} sent a stream that could not be read", backend=self.backend.id
-        )
+        return UpstreamError(f"{self.backend.label} sent a stream that could not be read", backend=self.backend.id)
 
     def _raise_for_status(self, status: int, content: bytes) -> None:
         if status < 400:

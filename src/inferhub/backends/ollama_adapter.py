@@ -6,12 +6,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
 from inferhub.backends import translate
 from inferhub.backends.base import Adapter, StreamEvent
 from inferhub.backends.sse import drain_rest, iter_lines
+from inferhub.backends.upstream_client import UpstreamStream
 from inferhub.errors import UpstreamError
 
 
@@ -73,14 +73,12 @@ class OllamaAdapter(Adapter):
             code="backend_invalid_response",
         )
 
-    async def _events(self, response: httpx.Response, *, generate: bool) -> AsyncIterator[StreamEvent]:
+    async def _events(self, response: UpstreamStream, *, generate: bool) -> AsyncIterator[StreamEvent]:
         chunk_id = translate.completion_id("cmpl" if generate else "chatcmpl")
         created = int(time.time())
         model = self.backend.model_name
         to_chunk = (
-            translate.ollama_generate_line_to_openai_chunk
-            if generate
-            else translate.ollama_chat_line_to_openai_chunk
+            translate.ollama_generate_line_to_openai_chunk if generate else translate.ollama_chat_line_to_openai_chunk
         )
         chunks = response.aiter_bytes()
         try:
@@ -109,6 +107,4 @@ class OllamaAdapter(Adapter):
                     return
         finally:
             await response.aclose()
-        raise UpstreamError(
-            f"{self.backend.label} ended the stream before it was done", backend=self.backend.id
-        )
+        raise UpstreamError(f"{self.backend.label} ended the stream before it was done", backend=self.backend.id)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
 from inferhub.backends.base import Adapter, StreamEvent, prompt_text
 from inferhub.backends.sse import DONE, drain_rest, iter_sse_data
+from inferhub.backends.upstream_client import TransportError, UpstreamStream
 from inferhub.errors import UpstreamError
 
 
@@ -41,7 +41,7 @@ class OpenAIAdapter(Adapter):
             # (404) and serialises /v1/models behind generation, so any answer under 500 means "up".
             try:
                 response = await self.client.get("/health", timeout=3.0, headers=dict(self.backend.auth_headers))
-            except httpx.HTTPError:
+            except TransportError:
                 return False
             return response.status_code < 500
         try:
@@ -87,7 +87,7 @@ class OpenAIAdapter(Adapter):
         response = await self._open_stream(path, payload)
         return self._events(response)
 
-    async def _events(self, response: httpx.Response) -> AsyncIterator[StreamEvent]:
+    async def _events(self, response: UpstreamStream) -> AsyncIterator[StreamEvent]:
         events = 0
         finished = False
         chunks = response.aiter_bytes()

@@ -314,9 +314,7 @@ def openai_to_ollama_chat_response(data: dict[str, Any], model: str, elapsed_ns:
     }
 
 
-def openai_to_ollama_generate_response(
-    data: dict[str, Any], model: str, elapsed_ns: int
-) -> dict[str, Any]:
+def openai_to_ollama_generate_response(data: dict[str, Any], model: str, elapsed_ns: int) -> dict[str, Any]:
     choice = (data.get("choices") or [{}])[0]
     text = choice.get("text")
     message = choice.get("message") or {}

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import httpx
-
 from inferhub.backends.base import Adapter, Backend
 from inferhub.backends.ollama_adapter import OllamaAdapter
 from inferhub.backends.openai_adapter import OpenAIAdapter
 from inferhub.backends.tei_adapter import TEIAdapter
+from inferhub.backends.upstream_client import UpstreamClient
 from inferhub.gateway.backend_state import BackendState
 from inferhub.gateway.circuit_breaker import CircuitBreaker
 from inferhub.store.backends import BackendRecord
@@ -101,7 +100,7 @@ class BackendRegistry:
         self._routes: dict[str, ModelRoute] = {}
         self._aliases: dict[str, str] = {}
         self._discovered: dict[str, tuple[str, ...]] = {}
-        self._clients: dict[tuple[str, float], httpx.AsyncClient] = {}
+        self._clients: dict[tuple[str, float], UpstreamClient] = {}
         self._adapters: dict[str, Adapter] = {}
         self.states: dict[str, BackendState] = {}
         self._snapshot = _Snapshot((), {}, {}, {}, {})
@@ -130,16 +129,12 @@ class BackendRegistry:
         self._rebuild()
         return True
 
-    def client_for(self, endpoint_url: str, timeout: float) -> httpx.AsyncClient:
+    def client_for(self, endpoint_url: str, timeout: float) -> UpstreamClient:
         """One pooled client per upstream (and timeout), reused across requests and reloads."""
         key = (endpoint_url, timeout)
         client = self._clients.get(key)
         if client is None:
-            client = httpx.AsyncClient(
-                base_url=endpoint_url,
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-            )
+            client = UpstreamClient(endpoint_url, timeout)
             self._clients[key] = client
         return client
 

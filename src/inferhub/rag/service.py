@@ -85,15 +85,24 @@ class RagService:
     async def search(
         self, collections: list[dict], query: str, *, top_k: int, mode: str, filter: dict | None, meta: RequestMeta
     ) -> list[Hit]:
+        hits, _ = await self.search_with_usage(collections, query, top_k=top_k, mode=mode, filter=filter, meta=meta)
+        return hits
+
+    async def search_with_usage(
+        self, collections: list[dict], query: str, *, top_k: int, mode: str, filter: dict | None, meta: RequestMeta
+    ) -> tuple[list[Hit], int]:
+        """The hits, and the embedding tokens the query cost (for the caller's usage record)."""
         started = time.perf_counter()
         hits: list[Hit] = []
         by_model: dict[str, list[float]] = {}
+        tokens = 0
         for collection in collections:
             embedding = None
             if mode != "keyword":
                 model = collection["embedding_model"]
                 if model not in by_model:
-                    by_model[model] = (await self.embed(model, [query], meta))[0][0]
+                    vectors, used = await self.embed(model, [query], meta)
+                    by_model[model], tokens = vectors[0], tokens + used
                 embedding = by_model[model]
             found = await asyncio.to_thread(
                 lambda c=collection, e=embedding: self.store.search(
@@ -104,7 +113,7 @@ class RagService:
         hits.sort(key=lambda h: h.score, reverse=True)
         if self.metrics is not None:
             self.metrics.rag_query.labels(mode).observe(time.perf_counter() - started)
-        return hits[:top_k]
+        return hits[:top_k], tokens
 
 
 def relevant(hits: list[Hit]) -> list[Hit]:

@@ -219,11 +219,15 @@ class RagStore:
                 document_id = replace
             else:
                 document_id = "doc_" + uuid.uuid4().hex[:24]
-                session.execute(
+                # ON CONFLICT: two uploads of the same content at once both pass the check above; the second
+                # then gets the first's document, as a sequential duplicate would, instead of a unique violation.
+                inserted = session.execute(
                     text("""
                     INSERT INTO documents (id, collection_id, title, content, content_hash, mime, filename,
                                            source_url, metadata, status)
                     VALUES (:id, :c, :title, :content, :h, :mime, :filename, :url, CAST(:meta AS jsonb), 'queued')
+                    ON CONFLICT (collection_id, content_hash) DO NOTHING
+                    RETURNING id
                 """),
                     {
                         "id": document_id,
@@ -236,7 +240,14 @@ class RagStore:
                         "url": source_url,
                         "meta": orjson.dumps(metadata).decode(),
                     },
-                )
+                ).first()
+                if inserted is None:
+                    winner = session.execute(
+                        text("SELECT id FROM documents WHERE collection_id = :c AND content_hash = :h"),
+                        {"c": collection_id, "h": digest},
+                    ).first()
+                    if winner is not None:
+                        return self.get_document(winner.id), False  # type: ignore[return-value]
         return self.get_document(document_id), True  # type: ignore[return-value]
 
     def set_job(self, document_id: str, job_id: str) -> None:
