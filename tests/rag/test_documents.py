@@ -377,7 +377,8 @@ def test_searches_are_metered_and_limited_like_any_request(inferhub, ragkit) -> 
         hits = rag.search(collection, "Where is the fire assembly point?", mode="hybrid")  # metered
         assert hits and "assembly point" in hits[0]["text"]
         assert rag.search(collection, "fire assembly point", mode="keyword")  # metered, no embedding
-        refused = [rag.search_raw(collection, query="assembly point", mode="keyword") for _ in range(3)]
+        # rpm=4: at most four of these pass in any one minute (eight, so a minute boundary cannot hide it)
+        refused = [rag.search_raw(collection, query="assembly point", mode="keyword") for _ in range(8)]
     codes = [r.status_code for r in refused]
     assert 429 in codes, codes
     limited = next(r for r in refused if r.status_code == 429)
@@ -395,5 +396,5 @@ def test_searches_are_metered_and_limited_like_any_request(inferhub, ragkit) -> 
     rows = ragkit.wait_until(searches, "the search usage records")
     ok = [r for r in rows if r["status"] == 200]
     assert {r["model"] for r in ok} == {"all-minilm-l6-v2"}
-    assert sorted(r["prompt_tokens"] > 0 for r in ok) == [False, True]  # the hybrid search embedded its query
+    assert [r["prompt_tokens"] > 0 for r in ok].count(True) == 1  # only the hybrid search embedded its query
     assert any(r["status"] == 429 for r in rows)
