@@ -52,13 +52,19 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
             "inferhub/gateway/retry_budget.py",
         ),
     ),
+    (
+        "upstream client (UpstreamClient, aiohttp; httpx)",
+        (
+            "inferhub/backends/upstream_client.py", "aiohttp/", "yarl/", "multidict/", "aiohappyeyeballs/",
+            "httpx/", "httpcore/", "h11/", "anyio/", "sniffio/",
+        ),
+    ),  # fmt: skip
     ("adapter (openai_adapter, base, sse)", ("inferhub/backends/",)),
     ("routes+inference (api/*.py)", ("inferhub/api/",)),
     (
         "Inferhub middlewares (RequestId, BodySizeLimit, HttpMetrics)",
         ("inferhub/app.py", "inferhub/observability/http_metrics.py"),
     ),
-    ("upstream client (httpx, httpcore, h11, anyio)", ("httpx/", "httpcore/", "h11/", "anyio/", "sniffio/")),
     (
         "FastAPI/Starlette (routing, middleware stack, Request)",
         ("fastapi/", "starlette/", "pydantic/", "pydantic_core/"),

@@ -171,8 +171,9 @@ def test_budget_statuses():
 
 def test_profile_attribution():
     collapsed = "\n".join([
-        "run (inferhub/server.py:1);_run_once (asyncio/base_events.py:1);send (httpcore/_async/http11.py:1);"
-        "write (asyncio/selector_events.py:1) 6",
+        "run (inferhub/server.py:1);_run_once (asyncio/base_events.py:1);send (aiohttp/client_reqrep.py:1);"
+        "write (asyncio/selector_events.py:1) 4",
+        "run (inferhub/server.py:1);request (inferhub/backends/upstream_client.py:1) 2",
         "run (inferhub/server.py:1);__call__ (inferhub/app.py:1);uuid4 (uuid.py:1) 2",
         "run (inferhub/server.py:1);_run_once (asyncio/base_events.py:1) 1",
         "_worker (concurrent/futures/thread.py:1);insert_many (inferhub/store/usage.py:1);"
@@ -181,8 +182,8 @@ def test_profile_attribution():
     summary = summarize_collapsed(collapsed, cpu_us_per_request=1000.0)
     assert summary.samples == 10
     parts = {c["component"]: c for c in summary.as_dict()["components"]}
-    assert parts["upstream client (httpx, httpcore, h11, anyio)"]["samples"] == 6
-    assert parts["upstream client (httpx, httpcore, h11, anyio)"]["cpu_us_per_request"] == 600.0
+    assert parts["upstream client (UpstreamClient, aiohttp; httpx)"]["samples"] == 6
+    assert parts["upstream client (UpstreamClient, aiohttp; httpx)"]["cpu_us_per_request"] == 600.0
     assert parts["Inferhub middlewares (RequestId, BodySizeLimit, HttpMetrics)"]["samples"] == 2
     assert parts[EVENT_LOOP]["samples"] == 1
     assert parts["usage/stats writes (SQLAlchemy, psycopg; threads)"]["samples"] == 1
