@@ -55,10 +55,18 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     (
         "upstream client (UpstreamClient, aiohttp; httpx)",
         (
-            "inferhub/backends/upstream_client.py", "aiohttp/", "yarl/", "multidict/", "aiohappyeyeballs/",
-            "httpx/", "httpcore/", "h11/", "anyio/", "sniffio/",
+            "inferhub/backends/upstream_client.py",
+            "aiohttp/",
+            "yarl/",
+            "multidict/",
+            "aiohappyeyeballs/",
+            "httpx/",
+            "httpcore/",
+            "h11/",
+            "anyio/",
+            "sniffio/",
         ),
-    ),  # fmt: skip
+    ),
     ("adapter (openai_adapter, base, sse)", ("inferhub/backends/",)),
     ("routes+inference (api/*.py)", ("inferhub/api/",)),
     (
