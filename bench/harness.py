@@ -628,7 +628,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
             # The harness's own database number. Each run starts a fresh PostgreSQL, so key ids repeat:
             # counters left by the previous run (same minute window) would count against the new keys.
             redis.Redis.from_url(redis_url).flushdb()
-        with stack(args, ["nodelay" if count == 1 else "shipped"], workers=count, redis_url=redis_url) as (_, gws):
+        with stack(args, ["shipped"], workers=count, redis_url=redis_url) as (_, gws):
             gateway = next(iter(gws.values()))
             target = Target(f"inferhub x{count}", gateway.url, key=gateway.key, model="bench")
             measure(target, concurrency=args.concurrency, requests=args.warmup, engine="python")
@@ -893,7 +893,10 @@ def _stack_options(parser: argparse.ArgumentParser) -> None:
         help="extra environment for the gateway, e.g. INFERHUB_LOG_LEVEL=warning (experiments; repeatable)",
     )
     parser.add_argument(
-        "--uvloop", action="store_true", help="experiment: run the gateway on uvloop (via a sitecustomize hook)"
+        "--uvloop",
+        action="store_true",
+        help="run the gateway on uvloop via a sitecustomize hook (serve uses uvloop itself since the hot-path "
+        "work; this is for older refs)",
     )
     parser.add_argument("--src", help="run the gateway from this source tree's src/ directory (PYTHONPATH)")
     parser.add_argument("--ref", help="run the gateway from `git archive REF src` (e.g. HEAD, a commit, a tag)")
@@ -905,8 +908,8 @@ def _gateway_option(parser: argparse.ArgumentParser, default: str) -> None:
         choices=["shipped", "nodelay", "both"],
         default=default,
         help="shipped: `inferhub serve` binds its own socket (as installed); nodelay: the harness "
-        "binds an IPPROTO_TCP socket and passes it with --listen-fd, so TCP_NODELAY is set "
-        "(what the bind_socket fix gives); both: measure the two",
+        "binds an IPPROTO_TCP socket and passes it with --listen-fd (only differs for gateways older "
+        "than the bind_socket fix, e.g. with --ref); both: measure the two",
     )
 
 
@@ -947,7 +950,7 @@ def parser() -> argparse.ArgumentParser:
 
     over = sub.add_parser("overhead", help="direct vs through Inferhub (and --other-url), interleaved")
     _stack_options(over)
-    _gateway_option(over, "both")
+    _gateway_option(over, "shipped")
     _other_options(over)
     over.add_argument(
         "--variant",
@@ -965,7 +968,7 @@ def parser() -> argparse.ArgumentParser:
 
     leak = sub.add_parser("leak", help="RSS after warm-up vs after N requests")
     _stack_options(leak)
-    _gateway_option(leak, "nodelay")
+    _gateway_option(leak, "shipped")
     leak.add_argument("--requests", type=int, default=30000, help="200000 for the budget run")
     leak.add_argument("--warmup", type=int, default=5000)
     leak.add_argument("--concurrency", type=int, default=16)
@@ -993,7 +996,7 @@ def parser() -> argparse.ArgumentParser:
 
     prof = sub.add_parser("profile", help="py-spy on the gateway under load")
     _stack_options(prof)
-    _gateway_option(prof, "nodelay")
+    _gateway_option(prof, "shipped")
     prof.add_argument("--duration", type=float, default=10.0)
     prof.add_argument("--concurrency", type=int, default=16)
     prof.add_argument("--warmup", type=int, default=500)
@@ -1010,7 +1013,7 @@ def parser() -> argparse.ArgumentParser:
     _stack_options(every)
     _other_options(every)
     every.add_argument("--quick", action="store_true", help="shorter runs (about 5 minutes)")
-    every.add_argument("--leak-requests", type=int, default=30000)
+    every.add_argument("--leak-requests", type=int, default=200_000, help="the budget: 200,000 after warm-up")
     every.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     every.add_argument("--no-profile", action="store_true")
     every.set_defaults(func=cmd_all)
