@@ -428,12 +428,18 @@ def test_ansible_nginx_template_renders_the_shipped_config(tmp_path: Path, opens
 
 # -- shell scripts -------------------------------------------------------------------------------
 
-OWN_SCRIPTS = [ANSIBLE / "deploy.sh", REPO / "scripts/ensure-deploy-tools.sh"]
+OWN_SCRIPTS = [
+    ANSIBLE / "deploy.sh",
+    REPO / "scripts/ensure-deploy-tools.sh",
+    REPO / "bench/ensure-bench-tools.sh",
+    REPO / ".ci/run",
+]
 
 
 def test_shellcheck_deploy_scripts() -> None:
     shellcheck = require(which("shellcheck"), "shellcheck (Debian package shellcheck)")
     scripts = sorted({*DEPLOY.rglob("*.sh"), *OWN_SCRIPTS})
+    assert all(script.is_file() for script in scripts), [s for s in scripts if not s.is_file()]
     result = run([shellcheck, "--norc", *map(str, scripts)])
     assert_ok(result, "shellcheck")
 
