@@ -55,7 +55,9 @@ if [ "${#packages[@]}" -gt 0 ]; then
     status apt "not root and no passwordless sudo: cannot install ${packages[*]}"
   elif ! apt_install "${packages[@]}"; then
     # nginx-light is gone from newer Debian releases: plain nginx is the same binary for our use.
-    [[ " ${packages[*]} " == *" nginx-light "* ]] && apt_install "${packages[@]/nginx-light/nginx}" || true
+    if [[ " ${packages[*]} " == *" nginx-light "* ]]; then
+      apt_install "${packages[@]/nginx-light/nginx}" || true
+    fi
   fi
 fi
 if [ -x "$VENV/bin/python" ] && ! [ -x "$VENV/bin/py-spy" ]; then

@@ -354,15 +354,31 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
         if settings.health_check_interval_seconds > 0:  # 0 turns active checks off (passive circuit only)
             background.append(asyncio.create_task(monitor.run(), name="health-monitor"))
 
-        if sock is None:  # `inferhub worker`: jobs only, until a signal
+        if sock is None:  # `inferhub worker`: jobs only (and probes/metrics on a port if set), until a signal
+            probes: tuple[_Server, asyncio.Task] | None = None
+            if settings.worker_health_port is not None:
+                from inferhub.worker_health import create_worker_health_app
+
+                probe_sock = bind_socket(settings.host, settings.worker_health_port)
+                job_loop = next(task for task in background if task.get_name() == "job-worker")
+                probe_app = create_worker_health_app(
+                    database=context.health_checks["database"], job_loop=job_loop, metrics=metrics
+                )
+                probe_server = _Server(uvicorn.Config(probe_app, log_config=None, access_log=False,
+                                                      lifespan="off", server_header=False))  # fmt: skip
+                probes = probe_server, asyncio.create_task(probe_server.serve(sockets=[probe_sock]))
             started.set()
-            log.info("inferhub_worker_started", models=registry.model_names(), version=__version__)
+            log.info("inferhub_worker_started", models=registry.model_names(), version=__version__,
+                     health_port=settings.worker_health_port)  # fmt: skip
             await stop_worker_only.wait()
+            if probes is not None:
+                probes[0].should_exit = True
+                await probes[1]
         else:
             app = create_app(context, max_body_bytes=settings.max_body_bytes, metrics=metrics, tracing=tracing)
             config = uvicorn.Config(
                 app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=30,
-                server_header=False,
+                server_header=False, proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
             )  # fmt: skip
             server = _Server(config)
             host, port = sock.getsockname()[:2]

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=30.0, ge=2)
     job_max_attempts: int = Field(default=5, ge=1, le=50)
     job_retention_days: int = Field(default=30, ge=1)
+    # `inferhub worker` serves GET /health/live, /health/ready and /metrics on this port; unset = no HTTP.
+    worker_health_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Local (embedded) models.
     local_models: bool = True
@@ -123,6 +125,9 @@ class Settings(BaseSettings):
 
     # Request handling.
     max_body_bytes: int = 10 * 1024 * 1024
+    # Proxies whose X-Forwarded-For/-Proto are believed (client IP, https for Secure cookies): comma-separated
+    # addresses or networks (10.0.0.0/8), or "*" for any (only when nothing but the proxy can reach the port).
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     default_timeout_seconds: float = 120.0
     stats_flush_seconds: float = 1.0
     cache_refresh_seconds: float = 30.0

@@ -86,7 +86,7 @@ def nginx_main_config(prefix: Path, site: Path) -> str:
         f"{user}daemon off;\nworker_processes 1;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'} info;\n"
         "events { worker_connections 1024; }\n"
         "http {\n"
-        "    log_format upstream '$status|$upstream_addr|$upstream_status|$request_time|$request';\n"
+        "    log_format upstream '$status|$upstream_addr|$upstream_status|$http_x_test_load|$request';\n"
         f"    access_log {prefix / 'access.log'} upstream;\n"
         f"{temp}"
         f"    include {site};\n"
