@@ -1,5 +1,9 @@
 """Webhook delivery: the finished job, POSTed with an HMAC-SHA256 signature, retried with backoff.
 
+Each attempt is one POST; the schedule of attempts lives in the ``jobs`` row (see
+``JobRepository.claim_webhooks``), so a delivery survives restarts and, with any number
+of workers, exactly one of them makes each attempt.
+
 Header ``X-Inferhub-Signature: t=<unix seconds>,v1=<hex>`` where ``hex`` is
 HMAC-SHA256(secret, "<t>.<raw body>"). The secret is per tenant (per key for keys
 without a tenant) and is shown by ``GET /v1/jobs/webhook-secret``.
@@ -7,7 +11,6 @@ without a tenant) and is shown by ``GET /v1/jobs/webhook-secret``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
@@ -15,11 +18,11 @@ from typing import Any
 
 import httpx
 import orjson
-import structlog
-
-log = structlog.get_logger("inferhub.webhooks")
 
 SIGNATURE_HEADER = "X-Inferhub-Signature"
+ATTEMPTS = 8  # over about 80 minutes: 1 s, 4 s, 16 s, 64 s, 256 s, 1024 s, 3600 s apart
+MAX_DELAY = 3600.0
+TIMEOUT = 10.0
 
 
 def webhook_secret(signing_key: bytes, tenant_id: int | None, key_id: int) -> str:
@@ -43,30 +46,18 @@ def verify(secret: str, body: bytes, header: str, tolerance: int = 300) -> bool:
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-async def deliver(url: str, job: dict[str, Any], secret: str, *, attempts: int = 6, first_delay: float = 1.0,
-                  client: httpx.AsyncClient | None = None) -> tuple[bool, int]:  # fmt: skip
-    """POST until a 2xx answer or the attempts run out; returns (delivered, attempts made)."""
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): 1 s, 4 s, 16 s, … at most an hour."""
+    return min(MAX_DELAY, 4.0 ** (attempt - 1))
+
+
+async def post(client: httpx.AsyncClient, url: str, job: dict[str, Any], secret: str) -> str | None:
+    """One delivery attempt, signed now; None when the receiver answered 2xx, else what went wrong."""
     body = orjson.dumps(job)
-    own = client is None
-    client = client or httpx.AsyncClient(timeout=10.0)
-    delay = first_delay
+    headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(secret, body),
+               "X-Inferhub-Job-Id": job["id"]}  # fmt: skip
     try:
-        for attempt in range(1, attempts + 1):
-            headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(secret, body),
-                       "X-Inferhub-Job-Id": job["id"]}  # fmt: skip
-            try:
-                response = await client.post(url, content=body, headers=headers)
-                if 200 <= response.status_code < 300:
-                    log.info("webhook_delivered", job=job["id"], attempts=attempt)
-                    return True, attempt
-                error = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                error = type(exc).__name__
-            log.warning("webhook_failed", job=job["id"], attempt=attempt, error=error)
-            if attempt < attempts:
-                await asyncio.sleep(delay)
-                delay *= 2
-        return False, attempts
-    finally:
-        if own:
-            await client.aclose()
+        response = await client.post(url, content=body, headers=headers, timeout=TIMEOUT)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
