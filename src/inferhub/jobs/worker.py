@@ -21,14 +21,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import psycopg
 import structlog
 
 from inferhub.errors import APIError, UpstreamError
 from inferhub.gateway.limits import LimiterUnavailable, RateLimited
 from inferhub.gateway.pipeline import Gateway, RequestMeta
-from inferhub.jobs import webhooks
+from inferhub.jobs.webhooks import WebhookCourier
 from inferhub.store.jobs import JOB_CHANNEL, JobRepository
 from inferhub.store.usage import UsageRecord
 
@@ -36,8 +35,6 @@ log = structlog.get_logger("inferhub.jobs")
 
 JOB_PRIORITY_OFFSET = -50
 CAPABILITY = {"chat.completions": "chat", "completions": "completions", "embeddings": "embeddings"}
-WEBHOOK_LEASE_SECONDS = 60.0  # longer than one POST may take (webhooks.TIMEOUT)
-WEBHOOK_PARALLEL = 16
 RETENTION_INTERVAL_SECONDS = 600.0
 
 
@@ -69,12 +66,11 @@ class JobWorker:
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._slot_freed = asyncio.Event()
-        self._webhook_wake = asyncio.Event()
-        self._deliveries: dict[str, asyncio.Task[None]] = {}
+        self.webhooks = WebhookCourier(repo, signing_key, self.name)
         self._calls: dict[str, asyncio.Task[Any]] = {}
 
     async def run(self) -> None:
-        loops = (self._listen(), self._reap_abandoned(), self._deliver_webhooks(), self._purge_expired())
+        loops = (self._listen(), self._reap_abandoned(), self.webhooks.run(), self._purge_expired())
         helpers = [asyncio.create_task(loop) for loop in loops]
         log.info("job_worker_started", worker=self.name, concurrency=self.concurrency)
         try:
@@ -95,10 +91,9 @@ class JobWorker:
                     self._running[job["id"]] = task
                     task.add_done_callback(lambda _t, job_id=job["id"]: self._done(job_id))
         finally:
-            for task in [*helpers, *self._running.values(), *self._deliveries.values()]:
+            for task in [*helpers, *self._running.values()]:
                 task.cancel()
-            await asyncio.gather(*helpers, *self._running.values(), *self._deliveries.values(),
-                                 return_exceptions=True)  # fmt: skip
+            await asyncio.gather(*helpers, *self._running.values(), return_exceptions=True)
 
     def _done(self, job_id: str) -> None:
         self._running.pop(job_id, None)
@@ -197,7 +192,7 @@ class JobWorker:
     async def _after_finish(self, job: dict[str, Any]) -> None:
         """A job reached its final state: its webhook is due now, its batch may be complete."""
         if job.get("webhook_state") == "pending":
-            self._webhook_wake.set()
+            self.webhooks.wake()
         batch_id = job.get("batch_id")
         if batch_id and self.batches is not None and await asyncio.to_thread(self.batches.finalize_if_done, batch_id):
             log.info("batch_finalized", batch=batch_id)
@@ -286,49 +281,6 @@ class JobWorker:
             record = await self.meter.settle(ticket, status=200, served_model=body["model"],
                                              prompt_tokens=result["embedding_tokens"])  # fmt: skip
         return result, record
-
-    # -- webhooks ------------------------------------------------------------------------------------
-
-    async def _deliver_webhooks(self) -> None:
-        """Claim due deliveries (each attempt is made by one worker, whichever claims it) and send them."""
-        async with httpx.AsyncClient(timeout=webhooks.TIMEOUT) as client:
-            while True:
-                self._webhook_wake.clear()
-                due: list[dict[str, Any]] = []
-                free = WEBHOOK_PARALLEL - len(self._deliveries)
-                if free > 0:
-                    try:
-                        due = await asyncio.to_thread(self.repo.claim_webhooks, self.name, WEBHOOK_LEASE_SECONDS,
-                                                      free)  # fmt: skip
-                    except Exception as exc:
-                        log.warning("webhook_claim_failed", error=str(exc))
-                for job in due:
-                    task = asyncio.create_task(self._send_webhook(client, job))
-                    self._deliveries[job["id"]] = task
-                    task.add_done_callback(lambda _t, job_id=job["id"]: self._delivery_done(job_id))
-                if not due:  # retries fall due on their own: look again within a second
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._webhook_wake.wait(), timeout=1.0)
-
-    def _delivery_done(self, job_id: str) -> None:
-        self._deliveries.pop(job_id, None)
-        self._webhook_wake.set()
-
-    async def _send_webhook(self, client: httpx.AsyncClient, job: dict[str, Any]) -> None:
-        secret = webhooks.webhook_secret(self.signing_key, job["tenant_id"], job["key_id"])
-        public = {k: v for k, v in job.items() if k not in ("tenant_id", "key_id", "webhook_state", "webhook_attempts")}
-        attempt = job["webhook_attempts"] + 1
-        error = await webhooks.post(client, job["webhook_url"], public, secret)
-        retry_in = None if error is None or attempt >= webhooks.ATTEMPTS else webhooks.retry_delay(attempt)
-        if error is None:
-            log.info("webhook_delivered", job=job["id"], attempts=attempt)
-        else:
-            log.warning("webhook_failed", job=job["id"], attempt=attempt, error=error, retry_in=retry_in)
-        try:
-            await asyncio.to_thread(lambda: self.repo.webhook_attempted(job["id"], self.name, delivered=error is None,
-                                                                        retry_in=retry_in))  # fmt: skip
-        except Exception as exc:  # the claim runs out and the attempt is made again: at least once, never lost
-            log.warning("webhook_record_failed", job=job["id"], error=str(exc))
 
 
 def _error_body(error: APIError) -> dict[str, Any]:
