@@ -4,14 +4,17 @@ Jobs run at a lower priority than interactive traffic (``JOB_PRIORITY_OFFSET``):
 when a backend is saturated, queued interactive requests get each freed slot
 first, so batch work fills idle capacity. Each running job holds a lease it
 renews; if its worker dies, the lease runs out and another worker takes the job
-up again. Transient upstream errors are retried with exponential backoff up to
-the job's ``max_attempts``; then it fails with the last error.
+up again, up to the job's ``max_attempts``. Transient upstream errors are retried
+with exponential backoff up to ``max_attempts``; then the job fails with the last
+error. A job refused by a rate limit waits (``Retry-After``) without using up an
+attempt; one refused by a budget, or whose key was revoked or expired, fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import socket
 import uuid
@@ -22,14 +25,17 @@ import psycopg
 import structlog
 
 from inferhub.errors import APIError, UpstreamError
+from inferhub.gateway.limits import LimiterUnavailable, RateLimited
 from inferhub.gateway.pipeline import Gateway, RequestMeta
-from inferhub.jobs.webhooks import deliver, webhook_secret
+from inferhub.jobs.webhooks import WebhookCourier
 from inferhub.store.jobs import JOB_CHANNEL, JobRepository
+from inferhub.store.usage import UsageRecord
 
 log = structlog.get_logger("inferhub.jobs")
 
 JOB_PRIORITY_OFFSET = -50
 CAPABILITY = {"chat.completions": "chat", "completions": "completions", "embeddings": "embeddings"}
+RETENTION_INTERVAL_SECONDS = 600.0
 
 
 class JobWorker:
@@ -39,7 +45,13 @@ class JobWorker:
                  load_key: Any = None, rag: Any = None) -> None:  # fmt: skip
         self.repo = repo
         self.gateway = gateway
-        self.meter = meter
+        # The worker's own view of the meter: a refused admission's usage record is captured here instead of
+        # going to the shared usage writer. A job's one usage record is written by ``repo.finish`` with its
+        # outcome, so a deferred attempt leaves none and a later success is not shadowed by it.
+        self._refusals = _RefusalCapture()
+        self.meter = copy.copy(meter) if meter is not None else None
+        if self.meter is not None:
+            self.meter.writer = self._refusals
         self.keys = keys
         self.database_url = database_url
         self.signing_key = signing_key
@@ -54,12 +66,12 @@ class JobWorker:
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._slot_freed = asyncio.Event()
-        self._deliveries: dict[str, asyncio.Task[None]] = {}
+        self.webhooks = WebhookCourier(repo, signing_key, self.name)
         self._calls: dict[str, asyncio.Task[Any]] = {}
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self._listen())
-        housekeeping = asyncio.create_task(self._housekeeping())
+        loops = (self._listen(), self._reap_abandoned(), self.webhooks.run(), self._purge_expired())
+        helpers = [asyncio.create_task(loop) for loop in loops]
         log.info("job_worker_started", worker=self.name, concurrency=self.concurrency)
         try:
             while True:
@@ -79,11 +91,9 @@ class JobWorker:
                     self._running[job["id"]] = task
                     task.add_done_callback(lambda _t, job_id=job["id"]: self._done(job_id))
         finally:
-            listener.cancel()
-            housekeeping.cancel()
-            for task in list(self._running.values()):
+            for task in [*helpers, *self._running.values()]:
                 task.cancel()
-            await asyncio.gather(*self._running.values(), listener, housekeeping, return_exceptions=True)
+            await asyncio.gather(*helpers, *self._running.values(), return_exceptions=True)
 
     def _done(self, job_id: str) -> None:
         self._running.pop(job_id, None)
@@ -97,7 +107,7 @@ class JobWorker:
                     await conn.execute(f"LISTEN {JOB_CHANNEL}")
                     async for note in conn.notifies():
                         if note.payload.startswith("cancel:"):
-                            call = self._calls.get(note.payload[len("cancel:"):])
+                            call = self._calls.get(note.payload[len("cancel:") :])
                             if call is not None:
                                 call.cancel()  # stops the upstream request; the job is then marked cancelled
                         else:
@@ -108,18 +118,31 @@ class JobWorker:
                 log.warning("job_listener_disconnected", error=str(exc))
                 await asyncio.sleep(1.0)
 
-    async def _housekeeping(self) -> None:
+    async def _reap_abandoned(self) -> None:
+        """Fail the jobs whose worker died on their last allowed attempt (a lease ran out once too often)."""
         while True:
             try:
-                for job in await asyncio.to_thread(self.repo.pending_webhooks):
-                    self._start_delivery(job)
-                cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
-                removed = await asyncio.to_thread(self.repo.purge_finished_before, cutoff)
-                if removed:
-                    log.info("jobs_purged", removed=removed)
+                for job in await asyncio.to_thread(self.repo.fail_abandoned):
+                    log.warning("job_abandoned", job=job["id"], status=job["status"], attempts=job["attempts"])
+                    await self._after_finish(job)
             except Exception as exc:
-                log.warning("job_housekeeping_failed", error=str(exc))
-            await asyncio.sleep(30)
+                log.warning("job_reaping_failed", error=str(exc))
+            await asyncio.sleep(max(1.0, self.lease_seconds / 3))
+
+    async def _purge_expired(self) -> None:
+        """Retention: finished jobs, closed batches with their files, and old files (at start, then every 10 min)."""
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
+            try:
+                jobs = await asyncio.to_thread(self.repo.purge_finished_before, cutoff)
+                purged = {"jobs": jobs}
+                if self.batches is not None:
+                    purged |= await asyncio.to_thread(self.batches.purge_closed_before, cutoff)
+                if any(purged.values()):
+                    log.info("jobs_purged", before=cutoff.isoformat(), **purged)
+            except Exception as exc:
+                log.warning("job_purge_failed", error=str(exc))
+            await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
     async def _execute(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
@@ -139,33 +162,40 @@ class JobWorker:
                 log.info("job_released", job=job_id)
                 raise
             outcome = {"status": "cancelled", "error": {"message": "cancelled while running", "code": "cancelled"}}
+        except _Deferred as deferred:  # a rate limit: try again when it allows, this attempt does not count
+            outcome = {"status": "queued", "error": _error_body(deferred.error), "retry_in": deferred.delay,
+                       "refund_attempt": True}  # fmt: skip
+            log.info("job_deferred", job=job_id, code=deferred.error.code, retry_in=round(deferred.delay, 2))
         except _Failed as failed:
             error = failed.error
-            body = {"message": error.message, "code": error.code, "status": error.status_code}
             transient = isinstance(error, UpstreamError) and error.status_code in (502, 503, 504)
-            if transient and job["attempts"] < job["max_attempts"]:
-                delay = min(300.0, 2.0 ** (job["attempts"] - 1))
-                outcome = {"status": "queued", "error": body, "retry_in": delay}
-            else:
-                outcome = {"status": "failed", "error": body, "usage_record": failed.record}
+            outcome = self._retry_or_fail(job, _error_body(error), transient, failed.record)
+        except Exception as exc:  # a fault of this worker (e.g. its database connection): retried like an upstream one
+            log.exception("job_crashed", job=job_id)
+            body = {"message": f"the worker failed running the job: {exc}"[:500], "code": "worker_error", "status": 500}
+            outcome = self._retry_or_fail(job, body, True, None)
         finally:
             heartbeat.cancel()
             self._calls.pop(job_id, None)
         finished = await asyncio.to_thread(lambda: self.repo.finish(job_id, self.name, **outcome))
         log.info("job_finished", job=job_id, status=outcome["status"], attempts=job["attempts"],
                  recorded=finished is not None, error=(outcome.get("error") or {}).get("message"))  # fmt: skip
-        if finished is not None and finished.get("webhook_state") == "pending":
-            self._start_delivery(finished)
-        batch_id = finished.get("batch_id") if finished is not None else None
+        if finished is not None and finished["status"] != "queued":
+            await self._after_finish(finished)
+
+    @staticmethod
+    def _retry_or_fail(job: dict[str, Any], error: dict[str, Any], transient: bool, record: UsageRecord | None):
+        if transient and job["attempts"] < job["max_attempts"]:
+            return {"status": "queued", "error": error, "retry_in": min(300.0, 2.0 ** (job["attempts"] - 1))}
+        return {"status": "failed", "error": error, "usage_record": record}
+
+    async def _after_finish(self, job: dict[str, Any]) -> None:
+        """A job reached its final state: its webhook is due now, its batch may be complete."""
+        if job.get("webhook_state") == "pending":
+            self.webhooks.wake()
+        batch_id = job.get("batch_id")
         if batch_id and self.batches is not None and await asyncio.to_thread(self.batches.finalize_if_done, batch_id):
             log.info("batch_finalized", batch=batch_id)
-
-    def _start_delivery(self, job: dict[str, Any]) -> None:
-        if job["id"] in self._deliveries:  # already being delivered by this process
-            return
-        task = asyncio.create_task(self._send_webhook(job))
-        self._deliveries[job["id"]] = task
-        task.add_done_callback(lambda _t, job_id=job["id"]: self._deliveries.pop(job_id, None))
 
     async def _heartbeat(self, job_id: str, call: asyncio.Task[Any]) -> None:
         while True:
@@ -175,26 +205,49 @@ class JobWorker:
                 call.cancel()
                 return
 
-    async def _call(self, job: dict[str, Any]):
-        if job.get("cancel_requested"):
-            raise asyncio.CancelledError
+    async def _active_key(self, job: dict[str, Any]) -> Any:
+        """The job's API key, as long as it may still be used: a revoked or expired key's jobs do not run."""
         key = self.keys.by_id(job["key_id"])
         if key is None and self.load_key is not None:
             key = await asyncio.to_thread(self.load_key, job["key_id"])
         if key is None:
             raise _Failed(APIError("the job's API key no longer exists", status_code=403, code="key_deleted"))
+        if not key.active:
+            reason = "revoked" if key.revoked_at is not None else "expired"
+            raise _Failed(APIError(f"the job's API key {key.prefix}… has been {reason}; the job did not run",
+                                   status_code=401, code=f"key_{reason}"))  # fmt: skip
+        return key
+
+    async def _admit(self, key: Any, job: dict[str, Any], model: str):
+        """Check the key's and tenant's limits as for a live request; None without a meter."""
+        if self.meter is None:
+            return None
+        request_id = f"job:{job['id']}"
+        try:
+            return await self.meter.begin(key, endpoint=f"/v1/jobs:{job['type']}", model=model,
+                                          request_id=request_id)  # fmt: skip
+        except APIError as exc:
+            refusal = self._refusals.pop(request_id)
+            if isinstance(exc, RateLimited | LimiterUnavailable) and exc.code != "budget_exceeded":
+                raise _Deferred(exc, _retry_after(exc)) from None
+            raise _Failed(exc, refusal) from None  # a spent budget or a model the key may not use
+
+    def _meta(self, key: Any, job: dict[str, Any]) -> RequestMeta:
+        return RequestMeta(party=f"tenant:{key.tenant_id}" if key.tenant_id is not None else f"key:{key.id}",
+                           priority=JOB_PRIORITY_OFFSET + max(-10, min(10, job["priority"])),
+                           queue_timeout=600.0)  # fmt: skip
+
+    async def _call(self, job: dict[str, Any]):
+        if job.get("cancel_requested"):
+            raise asyncio.CancelledError
+        key = await self._active_key(job)
         body = dict(job["body"])
         body.pop("stream", None)
         if job["type"] == "rag.ingest":
             return await self._ingest(job, key, body)
-        capability = CAPABILITY[job["type"]]
-        ticket = await self.meter.begin(key, endpoint=f"/v1/jobs:{job['type']}", model=body["model"],
-                                        request_id=f"job:{job['id']}") if self.meter else None  # fmt: skip
-        meta = RequestMeta(party=f"tenant:{key.tenant_id}" if key.tenant_id is not None else f"key:{key.id}",
-                           priority=JOB_PRIORITY_OFFSET + max(-10, min(10, job["priority"])),
-                           queue_timeout=600.0)  # fmt: skip
+        ticket = await self._admit(key, job, body["model"])
         try:
-            routed, result = await self.gateway.run(capability, body, meta)  # type: ignore[arg-type]
+            routed, result = await self.gateway.run(CAPABILITY[job["type"]], body, self._meta(key, job))  # type: ignore[arg-type]
         except APIError as exc:
             record = await self.meter.settle(ticket, status=exc.status_code) if ticket else None
             raise _Failed(exc, record) from None
@@ -212,12 +265,9 @@ class JobWorker:
         """Document ingestion: embeddings through the pipeline, metered as one request of the embedding model."""
         if self.rag is None:
             raise _Failed(APIError("RAG is not available on this worker", status_code=503, code="rag_unavailable"))
-        ticket = await self.meter.begin(key, endpoint="/v1/jobs:rag.ingest", model=body["model"],
-                                        request_id=f"job:{job['id']}") if self.meter else None  # fmt: skip
-        meta = RequestMeta(party=f"tenant:{key.tenant_id}" if key.tenant_id is not None else f"key:{key.id}",
-                           priority=JOB_PRIORITY_OFFSET, queue_timeout=600.0)  # fmt: skip
+        ticket = await self._admit(key, job, body["model"])
         try:
-            result = await self.rag.ingest(body["document_id"], meta)
+            result = await self.rag.ingest(body["document_id"], self._meta(key, job))
         except APIError as exc:
             record = await self.meter.settle(ticket, status=exc.status_code) if ticket else None
             raise _Failed(exc, record) from None
@@ -232,11 +282,38 @@ class JobWorker:
                                              prompt_tokens=result["embedding_tokens"])  # fmt: skip
         return result, record
 
-    async def _send_webhook(self, job: dict[str, Any]) -> None:
-        secret = webhook_secret(self.signing_key, job["tenant_id"], job["key_id"])
-        public = {k: v for k, v in job.items() if k not in ("tenant_id", "key_id")}
-        delivered, attempts = await deliver(job["webhook_url"], public, secret)
-        await asyncio.to_thread(lambda: self.repo.webhook_done(job["id"], delivered=delivered, attempts=attempts))
+
+def _error_body(error: APIError) -> dict[str, Any]:
+    return {"message": error.message, "code": error.code, "status": error.status_code}
+
+
+def _retry_after(error: APIError) -> float:
+    """The refusal's ``Retry-After`` (seconds), within 1 s … 1 h."""
+    try:
+        seconds = float(error.headers.get("Retry-After", "5"))
+    except ValueError:
+        seconds = 5.0
+    return max(1.0, min(3600.0, seconds))
+
+
+class _RefusalCapture:
+    """Stands in for the usage writer of the worker's meter: ``Meter.begin`` hands it a refused admission's record."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, UsageRecord] = {}
+
+    def add(self, record: UsageRecord) -> None:
+        self._records[record.request_id] = record
+
+    def pop(self, request_id: str) -> UsageRecord | None:
+        return self._records.pop(request_id, None)
+
+
+class _Deferred(Exception):
+    def __init__(self, error: APIError, delay: float) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.delay = delay
 
 
 class _Failed(Exception):

@@ -3,7 +3,9 @@
 A batch's valid lines become jobs (one per line, in one transaction with the
 batch row), so they run through the job worker and the gateway pipeline like any
 job. When the last job of a batch finishes, ``finalize_if_done`` writes the
-output and error files (JSONL, in input order) and closes the batch.
+output and error files (JSONL, in input order) and closes the batch. Closed batches
+(with their jobs and output and error files) and old files are purged after the
+retention period by ``purge_closed_before``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, delete, func, select, text
 
 from inferhub.store.database import Database
 from inferhub.store.jobs import JOB_CHANNEL, new_job_id
@@ -22,6 +24,7 @@ from inferhub.store.models import BatchRow, FileRow, JobRow
 ENDPOINT_TYPES = {"/v1/chat/completions": "chat.completions", "/v1/completions": "completions",
                   "/v1/embeddings": "embeddings"}  # fmt: skip
 _OPEN = ("validating", "in_progress", "finalizing", "cancelling")
+_CLOSED = ("completed", "failed", "expired", "cancelled")
 
 
 def _unix(moment: datetime | None) -> int | None:
@@ -207,3 +210,28 @@ class BatchRepository:
                       content=content)  # fmt: skip
         session.add(row)
         return row.id
+
+    def purge_closed_before(self, cutoff: datetime) -> dict[str, int]:
+        """Delete what the retention period is over for, in one transaction.
+
+        Batches closed before ``cutoff`` go with their jobs and their output and error files; then files
+        created before ``cutoff`` that no remaining batch names as its input (an open batch keeps its input).
+        """
+        with self._db.session() as session:
+            batches = session.execute(text(
+                "DELETE FROM batches WHERE status IN :closed "
+                "AND coalesce(completed_at, cancelled_at, finalizing_at, created_at) < :cutoff "
+                "RETURNING id, output_file_id, error_file_id").bindparams(bindparam("closed", expanding=True)),
+                {"closed": list(_CLOSED), "cutoff": cutoff}).all()  # fmt: skip
+            ids = [row.id for row in batches]
+            outputs = [file_id for row in batches for file_id in (row.output_file_id, row.error_file_id) if file_id]
+            jobs = files = 0
+            if ids:
+                jobs = session.execute(delete(JobRow).where(JobRow.batch_id.in_(ids))).rowcount or 0
+            if outputs:
+                files = session.execute(delete(FileRow).where(FileRow.id.in_(outputs))).rowcount or 0
+            files += session.execute(text(
+                "DELETE FROM files WHERE created_at < :cutoff "
+                "AND NOT EXISTS (SELECT 1 FROM batches WHERE batches.input_file_id = files.id)"),
+                {"cutoff": cutoff}).rowcount or 0  # fmt: skip
+            return {"batches": len(ids), "batch_jobs": jobs, "files": files}

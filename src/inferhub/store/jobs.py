@@ -6,8 +6,11 @@ one usage record exists) hold when the job's state, its lease and its result
 live in one row changed in one transaction. ``SELECT … FOR UPDATE SKIP LOCKED``
 gives the queue; a lease (renewed while running) gives crash recovery; the
 ``lease_owner`` guard on the final UPDATE makes a late, superseded worker's
-result a no-op. procrastinate would add a second job table to keep in step with
-this one for no extra guarantee.
+result a no-op; a job whose lease ran out ``max_attempts`` times fails instead of
+being taken up again. Webhook deliveries are claimed the same way (their own lease
+and schedule in the row), so each attempt is made by exactly one worker.
+procrastinate would add a second job table to keep in step with this one for no
+extra guarantee.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def job_view(row: JobRow) -> dict[str, Any]:
         "created_at": iso(row.created_at), "started_at": iso(row.started_at), "finished_at": iso(row.finished_at),
         "attempts": row.attempts, "result": row.result, "error": row.error, "usage": row.usage,
         "metadata": row.metadata_ or {}, "webhook_url": row.webhook_url, "webhook_state": row.webhook_state,
-        "tenant_id": row.tenant_id, "key_id": row.key_id, "batch_id": row.batch_id,
+        "webhook_attempts": row.webhook_attempts, "tenant_id": row.tenant_id, "key_id": row.key_id,
+        "batch_id": row.batch_id,
     }  # fmt: skip
 
 
@@ -124,7 +128,10 @@ class JobRepository:
     # -- the worker's side ---------------------------------------------------------------------------
 
     def claim(self, owner: str, lease_seconds: float, limit: int = 1) -> list[dict[str, Any]]:
-        """Take up to ``limit`` of the most urgent runnable jobs (or ones whose lease ran out), with a lease."""
+        """Take up to ``limit`` of the most urgent runnable jobs (or ones whose lease ran out), with a lease.
+
+        A job whose lease ran out on its last allowed attempt is not taken again: ``fail_abandoned`` ends it.
+        """
         with self._db.session() as session:
             rows = session.execute(text("""
                 UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = :owner,
@@ -133,7 +140,7 @@ class JobRepository:
                 WHERE id IN (
                     SELECT id FROM jobs
                     WHERE (status = 'queued' AND run_after <= now())
-                       OR (status = 'running' AND lease_expires_at < now())
+                       OR (status = 'running' AND lease_expires_at < now() AND attempts < max_attempts)
                     ORDER BY priority DESC, created_at
                     FOR UPDATE SKIP LOCKED LIMIT :limit)
                 RETURNING id
@@ -146,6 +153,29 @@ class JobRepository:
             claimed.sort(key=lambda j: (-j["priority"], j["created_at"]))
             return claimed
 
+    def fail_abandoned(self) -> list[dict[str, Any]]:
+        """End the jobs whose worker stopped (lease ran out) on their last allowed attempt; returns them."""
+        with self._db.session() as session:
+            rows = session.execute(text("""
+                UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END,
+                       finished_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+                       error = CASE WHEN cancel_requested
+                           THEN jsonb_build_object('message', 'cancelled while running', 'code', 'cancelled')
+                           ELSE jsonb_strip_nulls(jsonb_build_object(
+                               'message', format('the worker running the job stopped before finishing it (its '
+                                                 || 'lease ran out) on attempt %s of %s', attempts, max_attempts),
+                               'code', 'worker_lost', 'status', 500, 'previous_error', error))
+                           END,
+                       webhook_state = CASE WHEN webhook_url IS NOT NULL THEN 'pending' ELSE webhook_state END,
+                       webhook_next_at = NULL
+                WHERE id IN (
+                    SELECT id FROM jobs
+                    WHERE status = 'running' AND lease_expires_at < now() AND attempts >= max_attempts
+                    FOR UPDATE SKIP LOCKED)
+                RETURNING id
+            """)).all()  # fmt: skip
+            return [job_view(session.get(JobRow, row.id)) for row in rows]
+
     def renew(self, job_id: str, owner: str, lease_seconds: float) -> bool:
         with self._db.session() as session:
             result = session.execute(text(
@@ -155,25 +185,32 @@ class JobRepository:
             return result is not None and not result.cancel_requested
 
     def finish(self, job_id: str, owner: str, *, status: str, result: Any = None, error: Any = None,
-               usage: Any = None, retry_in: float | None = None,
+               usage: Any = None, retry_in: float | None = None, refund_attempt: bool = False,
                usage_record: UsageRecord | None = None) -> dict[str, Any] | None:  # fmt: skip
         """Record the outcome if this worker still holds the lease; a superseded worker's result is dropped.
 
-        The usage record is inserted in the same transaction: a job leaves exactly one, however often it ran.
+        With ``retry_in`` the job goes back to the queue for later (``refund_attempt``: this attempt does
+        not count, as when limits deferred it). The usage record is inserted in the same transaction as
+        the final outcome: a job leaves exactly one, however often it ran.
         """
         with self._db.session() as session:
             row = session.get(JobRow, job_id, with_for_update=True)
             if row is None or row.lease_owner != owner or row.status != "running":
                 return None
             row.lease_owner, row.lease_expires_at = None, None
+            if retry_in is not None and row.cancel_requested:  # cancelled while it waited to be retried
+                status, error, retry_in = "cancelled", {"message": "cancelled while running", "code": "cancelled"}, None
+                result = usage = usage_record = None
             if retry_in is not None:
                 row.status, row.error = "queued", error
                 row.run_after = datetime.now(UTC) + timedelta(seconds=retry_in)
+                if refund_attempt:
+                    row.attempts = max(row.attempts - 1, 0)
             else:
                 row.status, row.result, row.error, row.usage = status, result, error, usage
                 row.finished_at = datetime.now(UTC)
                 if row.webhook_url:
-                    row.webhook_state = "pending"
+                    row.webhook_state, row.webhook_next_at = "pending", None
                 if usage_record is not None:
                     statement = insert(UsageRow).values(asdict(usage_record))
                     session.execute(statement.on_conflict_do_nothing(index_elements=["request_id"]))
@@ -192,23 +229,46 @@ class JobRepository:
                 session.execute(text("SELECT pg_notify(:c, :id)"), {"c": JOB_CHANNEL, "id": job_id})
             return bool(result.rowcount)
 
-    def webhook_done(self, job_id: str, *, delivered: bool, attempts: int) -> None:
-        with self._db.session() as session:
-            row = session.get(JobRow, job_id)
-            if row is not None:
-                row.webhook_state = "delivered" if delivered else "failed"
-                row.webhook_attempts = attempts
+    # -- webhook deliveries ------------------------------------------------------------------------
 
-    def pending_webhooks(self, limit: int = 50) -> list[dict[str, Any]]:
+    def claim_webhooks(self, owner: str, lease_seconds: float, limit: int) -> list[dict[str, Any]]:
+        """Take up to ``limit`` due deliveries (or ones whose claim ran out) for one attempt each.
+
+        One atomic UPDATE, so with any number of workers each attempt is made by one of them.
+        """
         with self._db.session() as session:
-            rows = session.scalars(select(JobRow).where(JobRow.webhook_state == "pending").limit(limit))
-            return [job_view(r) for r in rows]
+            rows = session.execute(text("""
+                UPDATE jobs SET webhook_state = 'delivering', webhook_owner = :owner,
+                       webhook_next_at = now() + make_interval(secs => :lease)
+                WHERE id IN (
+                    SELECT id FROM jobs
+                    WHERE webhook_state IN ('pending', 'delivering')
+                      AND coalesce(webhook_next_at, '-infinity') <= now()
+                    ORDER BY webhook_next_at NULLS FIRST
+                    FOR UPDATE SKIP LOCKED LIMIT :limit)
+                RETURNING id
+            """), {"owner": owner, "lease": lease_seconds, "limit": limit}).all()  # fmt: skip
+            return [job_view(session.get(JobRow, row.id)) for row in rows]
+
+    def webhook_attempted(self, job_id: str, owner: str, *, delivered: bool, retry_in: float | None) -> bool:
+        """Record one attempt of a claimed delivery: delivered, due again in ``retry_in`` s, or given up (None)."""
+        state = "delivered" if delivered else ("pending" if retry_in is not None else "failed")
+        with self._db.session() as session:
+            result = session.execute(text("""
+                UPDATE jobs SET webhook_state = :state, webhook_owner = NULL, webhook_attempts = webhook_attempts + 1,
+                       webhook_next_at = now() + make_interval(secs => :retry)
+                WHERE id = :id AND webhook_owner = :owner AND webhook_state = 'delivering'
+            """), {"id": job_id, "owner": owner, "state": state, "retry": retry_in})  # fmt: skip
+            return bool(result.rowcount)
+
+    # -- retention -----------------------------------------------------------------------------------
 
     def purge_finished_before(self, cutoff: datetime) -> int:
+        """Delete jobs finished before ``cutoff``; a batch's jobs go with their batch (``BatchRepository``)."""
         with self._db.session() as session:
             return session.execute(text(
-                "DELETE FROM jobs WHERE status IN ('succeeded','failed','cancelled') AND finished_at < :cutoff"),
-                {"cutoff": cutoff}).rowcount or 0  # fmt: skip
+                "DELETE FROM jobs WHERE status IN ('succeeded','failed','cancelled') AND finished_at < :cutoff "
+                "AND batch_id IS NULL"), {"cutoff": cutoff}).rowcount or 0  # fmt: skip
 
     def counts(self) -> dict[str, int]:
         with self._db.session() as session:
