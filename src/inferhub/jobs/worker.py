@@ -73,6 +73,7 @@ class JobWorker:
         loops = (self._listen(), self._reap_abandoned(), self.webhooks.run(), self._purge_expired())
         helpers = [asyncio.create_task(loop) for loop in loops]
         log.info("job_worker_started", worker=self.name, concurrency=self.concurrency)
+        backoff = 0.5
         try:
             while True:
                 free = self.concurrency - len(self._running)
@@ -81,7 +82,14 @@ class JobWorker:
                     await self._slot_freed.wait()
                     continue
                 self._wake.clear()
-                jobs = await asyncio.to_thread(self.repo.claim, self.name, self.lease_seconds, free)
+                try:
+                    jobs = await asyncio.to_thread(self.repo.claim, self.name, self.lease_seconds, free)
+                except Exception as exc:  # the database is away: keep the loop alive, try again with backoff
+                    log.warning("job_claim_failed", worker=self.name, error=str(exc)[:300], retry_in=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                backoff = 0.5
                 if not jobs:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=1.0)
