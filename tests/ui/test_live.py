@@ -47,7 +47,9 @@ def test_series_reports_percentiles_over_the_window_not_since_start() -> None:
         metrics.request_duration.labels("/v1/chat/completions").observe(0.04)  # in (0.025, 0.05]
     for _ in range(10):
         metrics.request_duration.labels("/v1/chat/completions").observe(0.4)  # in (0.25, 0.5]
-    metrics.request_duration.labels("/metrics").observe(100.0)  # not an inference endpoint: ignored
+    metrics.request_duration.labels("/metrics").observe(100.0)  # not a model endpoint: ignored
+    for _ in range(500):
+        metrics.request_duration.labels("/v1/models").observe(0.001)  # bookkeeping: would drag p50 down
     metrics.time_to_first_token.labels("smollm2", "local").observe(0.2)
     clock.now += 3
     series.sample(metrics, queue_depth=2)
@@ -72,6 +74,7 @@ def test_series_counts_requests_and_errors_between_samples() -> None:
     metrics.requests.labels("/v1/chat/completions", "200").inc(5)
     metrics.requests.labels("/v1/chat/completions", "503").inc(1)
     metrics.requests.labels("/health", "200").inc(100)
+    metrics.requests.labels("/v1/models", "200").inc(100)
     clock.now += 1
     series.sample(metrics, queue_depth=0)  # too soon: no new point
     assert series.public() == []
@@ -80,3 +83,23 @@ def test_series_counts_requests_and_errors_between_samples() -> None:
     point = series.public()[-1]
     assert point["rps"] == pytest.approx(2.0)
     assert point["error_rate"] == pytest.approx(1 / 6, abs=1e-4)
+
+
+def test_the_playground_is_labelled_as_a_model_endpoint() -> None:
+    """HttpMetrics labels a request with its route's path: the UI's routes must carry the full ``/ui/...``."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from inferhub.observability.http_metrics import HttpMetrics
+    from inferhub.ui.live import MODEL_ENDPOINTS
+    from inferhub.ui.routes import router
+
+    app, metrics = FastAPI(), Metrics()
+    app.include_router(router)
+    app.add_middleware(HttpMetrics, metrics=metrics)
+    with TestClient(app) as client:
+        assert client.post("/ui/playground/chat").status_code == 401  # no session: refused, but still counted
+        client.get("/ui/backends", follow_redirects=False)
+    labels = {s.labels["endpoint"] for f in metrics.requests.collect() for s in f.samples}
+    assert labels == {"/ui/playground/chat", "/ui/backends"}
+    assert "/ui/playground/chat" in MODEL_ENDPOINTS

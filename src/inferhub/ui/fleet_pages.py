@@ -22,6 +22,7 @@ from inferhub.settings import STRATEGIES, BackendConfig, ModelRouteConfig
 from inferhub.ui.live import LiveSeries
 from inferhub.ui.pages import (
     FormError,
+    audit_changes,
     back,
     context_for,
     list_field,
@@ -106,20 +107,6 @@ async def live(request: Request):
 # -- backends ------------------------------------------------------------------------------------------
 
 
-_EMPTY = (None, "", [], {})
-
-
-def audit_changes(entry: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """The fields an audit entry changed, as (field, before, after); a new or deleted entity's empty ones left out."""
-    before, after = entry.get("before") or {}, entry.get("after") or {}
-    changes = []
-    for name in sorted({*before, *after} - {"id", "created_at"}):
-        old, new = before.get(name), after.get(name)
-        if old != new and not (old in _EMPTY and new in _EMPTY):
-            changes.append((name, old, new))
-    return changes
-
-
 async def _audit(context: AppContext, **filters: Any) -> list[dict[str, Any]]:
     entries = await run_in_threadpool(lambda: context.config.audit_log(**filters))
     return [entry | {"changes": audit_changes(entry)} for entry in entries]
@@ -149,7 +136,7 @@ async def backends_page(request: Request):
 
 
 def _endpoint_url(form: dict[str, Any]) -> str:
-    url = text_field(form, "endpoint_url").rstrip("/")
+    url = text_field(form, "endpoint_url", "Endpoint URL", 500).rstrip("/")
     if not url.startswith(("http://", "https://")) or len(url) < len("http://x"):
         raise FormError("Endpoint URL: must start with http:// or https://", "endpoint_url")
     return url
@@ -162,7 +149,7 @@ async def backend_add(request: Request):
     context = context_for(request)
     form = await read_form(request)
     try:
-        model_name = text_field(form, "model_name")
+        model_name = text_field(form, "model_name", "Model name")
         if not model_name:
             raise FormError("Model name: required", "model_name")
         backend_type = text_field(form, "backend_type") or "ollama"
@@ -170,7 +157,7 @@ async def backend_add(request: Request):
             raise FormError(f"Type: one of {', '.join(BACKEND_TYPES)}", "backend_type")
         config = BackendConfig(
             model_name=model_name, backend_type=backend_type, endpoint_url=_endpoint_url(form),
-            upstream_model=text_field(form, "upstream_model") or None,
+            upstream_model=text_field(form, "upstream_model", "Upstream model") or None,
             weight=number_field(form, "weight", "Weight", minimum=1, maximum=1000) or 1,
             description=text_field(form, "description"),
         )  # fmt: skip
@@ -220,7 +207,7 @@ def _backend_changes(form: dict[str, Any]) -> dict[str, Any]:
         raise FormError("Timeout: must be more than 0 seconds", "timeout_seconds")
     values = {
         "endpoint_url": _endpoint_url(form),
-        "upstream_model": text_field(form, "upstream_model") or None,
+        "upstream_model": text_field(form, "upstream_model", "Upstream model") or None,
         "weight": number_field(form, "weight", "Weight", minimum=1, maximum=1000, required=True),
         "priority": number_field(form, "priority", "Priority", minimum=-1000, maximum=1000) or 0,
         "max_concurrency": number_field(form, "max_concurrency", "Max concurrency", minimum=1, maximum=100000),
@@ -299,8 +286,8 @@ async def alias_set(request: Request):
     principal.require_platform()
     context = context_for(request)
     form = await read_form(request)
-    alias, model = text_field(form, "alias"), text_field(form, "model")
     try:
+        alias, model = text_field(form, "alias", "Alias"), text_field(form, "model")
         if not alias or any(c.isspace() for c in alias):
             raise FormError("Alias: a name without spaces", "alias")
         served = _served(context, await run_in_threadpool(context.config.list_backends))

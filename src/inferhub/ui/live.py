@@ -1,10 +1,11 @@
 """A short in-memory time series of the gateway's live numbers, sampled from the Metrics registry.
 
-Sampling is lazy: the overview page polls ``/ui/api/live`` every few seconds and a new point is
-taken when the last one is older than ``interval`` seconds. Rates are deltas between two samples.
-Latency and time-to-first-token percentiles come from the histograms' buckets: the bucket counts
-added over the trailing ``window`` (the newest sample against the latest one at least ``window``
-seconds older), interpolated within a bucket the way Prometheus' ``histogram_quantile`` does.
+Only requests to the endpoints that run a model count (``MODEL_ENDPOINTS``). Sampling is lazy: the
+overview page polls ``/ui/api/live`` every few seconds and a new point is taken when the last one is
+older than ``interval`` seconds. Rates are deltas between two samples. Latency and time-to-first-token
+percentiles come from the histograms' buckets: the bucket counts added over the trailing ``window``
+(the newest sample against the latest one at least ``window`` seconds older), interpolated within a
+bucket the way Prometheus' ``histogram_quantile`` does.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from typing import Any
 
 QUANTILES = (50, 95, 99)
 
-_INFERENCE_PREFIXES = ("/v1/", "/generate", "/ui/playground/chat")
-_OLLAMA = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
+# The endpoints that run a model (route templates, as HttpMetrics labels them). Listing models, polling jobs
+# or managing collections are fast bookkeeping calls that would swamp the rates and percentiles.
+MODEL_ENDPOINTS = frozenset({
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rag/query", "/generate",
+    "/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/ui/playground/chat",
+})  # fmt: skip
 
 
 def _inference(endpoint: str) -> bool:
-    return endpoint.startswith(_INFERENCE_PREFIXES) or endpoint in _OLLAMA
+    return endpoint in MODEL_ENDPOINTS
 
 
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:

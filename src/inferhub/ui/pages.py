@@ -11,6 +11,7 @@ message next to the values that were sent (422), never a bare error page.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -80,8 +81,12 @@ class UiRoute(APIRoute):
 
 
 def page_router() -> APIRouter:
-    """A router for one group of pages; ``routes.py`` mounts them all under ``/ui``."""
-    return APIRouter(route_class=UiRoute, include_in_schema=False)
+    """A router for one group of pages under ``/ui``; ``routes.py`` mounts them all.
+
+    The prefix is the router's own (not given to ``include_router``), so each route's ``path`` is the full
+    template (``/ui/playground/chat``) that HttpMetrics uses as the ``endpoint`` label.
+    """
+    return APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 
 # -- session and CSRF ----------------------------------------------------------------------------------
@@ -163,9 +168,13 @@ def lenient_int(value: Any) -> int | None:
     return int(text) if text.lstrip("-").isdigit() else None
 
 
-def text_field(form: dict[str, Any], name: str) -> str:
+def text_field(form: dict[str, Any], name: str, label: str | None = None, max_length: int = 200) -> str:
+    """A text field, stripped; FormError (naming ``label``) when longer than the column holds."""
     value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
+    text = value.strip() if isinstance(value, str) else ""
+    if label is not None and len(text) > max_length:
+        raise FormError(f"{label}: at most {max_length} characters", name)
+    return text
 
 
 def number_field(form: dict[str, Any], name: str, label: str, *, kind: type = int, minimum: float | None = None,
@@ -181,7 +190,7 @@ def number_field(form: dict[str, Any], name: str, label: str, *, kind: type = in
     except ValueError:
         expected = "a whole number" if kind is int else "a number"
         raise FormError(f"{label}: expected {expected}, got {raw!r}", name) from None
-    if kind is float and value != value:  # NaN
+    if kind is float and not math.isfinite(value):
         raise FormError(f"{label}: expected a number, got {raw!r}", name)
     if minimum is not None and value < minimum:
         raise FormError(f"{label}: must be at least {minimum:g}", name)
@@ -212,3 +221,20 @@ def submitted(form: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {k: v for k, v in form.items() if k != "_multi" and isinstance(v, str)}
     values["scopes"] = [str(v) for v in multi.getlist("scopes")]
     return values
+
+
+# -- audit log ------------------------------------------------------------------------------------------
+
+
+_EMPTY = (None, "", [], {})
+
+
+def audit_changes(entry: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The fields an audit entry changed, as (field, before, after); a new or deleted entity's empty ones left out."""
+    before, after = entry.get("before") or {}, entry.get("after") or {}
+    changes = []
+    for name in sorted({*before, *after} - {"id", "created_at"}):
+        old, new = before.get(name), after.get(name)
+        if old != new and not (old in _EMPTY and new in _EMPTY):
+            changes.append((name, old, new))
+    return changes

@@ -12,6 +12,6 @@ from inferhub.ui import collection_pages, fleet_pages, job_pages, login_pages, t
 
 router = APIRouter(include_in_schema=False)
 for pages in (login_pages, fleet_pages, tenant_pages, usage_pages, job_pages, collection_pages):
-    router.include_router(pages.router, prefix="/ui")
+    router.include_router(pages.router)
 
 __all__ = ["router"]

@@ -20,10 +20,10 @@ from inferhub.api.context import AppContext
 from inferhub.api.principal import Principal
 from inferhub.errors import NotFound
 from inferhub.store.keys import ALL_SCOPES, LIMIT_NAMES
-from inferhub.ui.fleet_pages import audit_changes
 from inferhub.ui.pages import (
     PLAYGROUND_KEY,
     FormError,
+    audit_changes,
     back,
     context_for,
     limits_field,
