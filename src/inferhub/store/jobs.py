@@ -91,6 +91,16 @@ class JobRepository:
             row = session.get(JobRow, job_id)
             return job_view(row) if row else None
 
+    def detail(self, job_id: str) -> dict[str, Any] | None:
+        """The job with what ``job_view`` leaves out: its request body, attempt budget and retry schedule."""
+        with self._db.session() as session:
+            row = session.get(JobRow, job_id)
+            if row is None:
+                return None
+            return job_view(row) | {"body": row.body, "max_attempts": row.max_attempts,
+                                    "run_after": row.run_after.isoformat() if row.run_after else None,
+                                    "cancel_requested": row.cancel_requested, "custom_id": row.custom_id}  # fmt: skip
+
     def list(self, *, tenant_id: int | None, key_id: int | None, status: str | None, limit: int,
              after: str | None) -> list[dict[str, Any]]:  # fmt: skip
         """Newest first; ``after`` is the id of the last job of the previous page."""

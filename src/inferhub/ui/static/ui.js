@@ -22,15 +22,41 @@
     });
   }
 
-  var LIVE = ["rps", "error_rate", "latency_ms", "ttft_ms", "tokens_per_s", "queue_depth"];
+  function costChart(canvasId, dataId) {
+    var canvas = document.getElementById(canvasId), data = readJSON(dataId);
+    if (!canvas || !data || !window.Chart) return;
+    canvas.chart = new Chart(canvas, {
+      type: "bar",
+      data: { labels: data.labels, datasets: [{ label: "Cost", data: data.cost, backgroundColor: "#1a7f37" }] },
+      options: { responsive: true, maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } },
+        scales: { y: { beginAtZero: true, title: { display: true, text: "cost" } } } }
+    });
+  }
+
+  // One chart per entry; a chart with several series (the percentiles) shows a legend.
+  var PERCENTILES = [["p50", "#2457c5"], ["p95", "#d08700"], ["p99", "#c62828"]];
+  function percentiles(name) {
+    return PERCENTILES.map(function (p) { return { key: name + "_" + p[0] + "_ms", label: p[0], color: p[1] }; });
+  }
+  var LIVE = [
+    { id: "rps", series: [{ key: "rps", label: "requests/s", color: "#2457c5" }] },
+    { id: "error_rate", series: [{ key: "error_rate", label: "error rate", color: "#c62828" }] },
+    { id: "latency", series: percentiles("latency") },
+    { id: "ttft", series: percentiles("ttft") },
+    { id: "tokens_per_s", series: [{ key: "tokens_per_s", label: "tokens/s", color: "#2457c5" }] },
+    { id: "queue_depth", series: [{ key: "queue_depth", label: "queue depth", color: "#2457c5" }] }];
   function liveCharts(box) {
     var charts = {};
-    LIVE.forEach(function (name) {
-      var canvas = document.getElementById("chart-" + name);
-      charts[name] = new Chart(canvas, {
+    LIVE.forEach(function (spec) {
+      var canvas = document.getElementById("chart-" + spec.id), single = spec.series.length === 1;
+      charts[spec.id] = new Chart(canvas, {
         type: "line",
-        data: { labels: [], datasets: [{ label: name, data: [], borderColor: "#2457c5", backgroundColor: "rgba(36,87,197,.12)", fill: true, tension: .25, pointRadius: 0, spanGaps: true }] },
-        options: { responsive: true, maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } },
+        data: { labels: [], datasets: spec.series.map(function (s) {
+          return { label: s.label, data: [], borderColor: s.color, backgroundColor: single ? "rgba(36,87,197,.12)" : s.color,
+                   fill: single, tension: .25, pointRadius: 2, pointHoverRadius: 4, spanGaps: true };
+        }) },
+        options: { responsive: true, maintainAspectRatio: false, animation: false,
+          plugins: { legend: { display: !single, position: "top", align: "end", labels: { boxWidth: 12, boxHeight: 2 } } },
           scales: { y: { beginAtZero: true }, x: { ticks: { maxTicksLimit: 6 } } } }
       });
     });
@@ -39,10 +65,13 @@
         if (!r.ok) throw new Error("live " + r.status);
         return r.json();
       }).then(function (body) {
-        LIVE.forEach(function (name) {
-          var chart = charts[name];
-          chart.data.labels = body.points.map(function (p) { return p.t; });
-          chart.data.datasets[0].data = body.points.map(function (p) { return p[name]; });
+        var labels = body.points.map(function (p) { return p.t; });
+        LIVE.forEach(function (spec) {
+          var chart = charts[spec.id];
+          chart.data.labels = labels;
+          spec.series.forEach(function (s, i) {
+            chart.data.datasets[i].data = body.points.map(function (p) { return p[s.key]; });
+          });
           chart.update();
         });
         box.dataset.points = String(body.points.length);
@@ -168,6 +197,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     barChart("usage-chart", "usage-data");
     barChart("tenant-usage-chart", "tenant-usage-data");
+    costChart("cost-chart", "usage-data");
+    costChart("tenant-cost-chart", "tenant-usage-data");
     var box = document.getElementById("live-charts");
     if (box && window.Chart) liveCharts(box);
     copyButtons();
