@@ -23,7 +23,7 @@ async def generate(request: Request):
     validation.optional_positive_int(body, "max_tokens")
     validation.optional_number(body, "temperature", 0, 2)
     context = context_of(request)
-    model = body.get("model") or pick_default_chat_model(context)
+    model = validation.require_model(body) if body.get("model") not in (None, "") else pick_default_chat_model(context)
     messages = []
     if isinstance(body.get("system"), str):
         messages.append({"role": "system", "content": body["system"]})

@@ -10,8 +10,9 @@ from typing import Any
 
 import orjson
 
-from inferhub.errors import InvalidRequest
+from inferhub.errors import InvalidRequest, ModelNotFound
 
+MODEL_NAME_LENGTH = 200  # model names are varchar(200) in the registry and the usage table
 _ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
 
 
@@ -49,6 +50,9 @@ def require_model(body: dict[str, Any]) -> str:
         raise InvalidRequest("model: this field is required", param="model", code="missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
         raise _invalid("model", f"expected a non-empty string, got {_json_type(model)}")
+    if len(model) > MODEL_NAME_LENGTH or "\x00" in model:
+        # No model has such a name, and the usage record could not store it.
+        raise ModelNotFound(f"The model {model[:MODEL_NAME_LENGTH]!r} does not exist", param="model")
     return model
 
 

@@ -123,9 +123,28 @@ class Meter:
             self.metrics.observe_usage(tenant, model, prompt_tokens, completion_tokens, float(cost))
         return UsageRecord(
             request_id=ticket.request_id, at=datetime.now(UTC), tenant_id=ticket.key.tenant_id, key_id=ticket.key.id,
-            endpoint=ticket.endpoint, model=model, backend=backend, prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens, latency_ms=(time.perf_counter() - ticket.started) * 1000,
-            ttft_ms=ttft * 1000 if ttft is not None else None, status=status, cost=cost, client_ip=ticket.client_ip,
-            request_bytes=ticket.request_bytes, response_bytes=response_bytes,
-            prompt=prompt if store else None, completion=completion if store else None,
+            endpoint=ticket.endpoint, model=_storable(model, 200), backend=_storable(backend, 200),
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            latency_ms=(time.perf_counter() - ticket.started) * 1000, ttft_ms=ttft * 1000 if ttft is not None else None,
+            status=status, cost=cost, client_ip=_storable(ticket.client_ip, 64), request_bytes=ticket.request_bytes,
+            response_bytes=response_bytes, prompt=_without_nul(prompt) if store else None,
+            completion=_without_nul(completion) if store else None,
         )  # fmt: skip
+
+
+def _storable(text: str | None, length: int) -> str | None:
+    """A text column's value: PostgreSQL refuses NUL bytes and over-long values, which would fail the whole batch."""
+    if text is None or (len(text) <= length and "\x00" not in text):
+        return text
+    return text.replace("\x00", "")[:length]
+
+
+def _without_nul(value: Any) -> Any:
+    """Stored payloads (text and JSONB) cannot hold NUL characters; drop them rather than lose the batch."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
