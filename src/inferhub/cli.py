@@ -41,6 +41,41 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _settings(**overrides: object) -> Settings:
+    """The settings, or exit with one line saying what is wrong with them (never quoting a value)."""
+    try:
+        return Settings(**overrides)
+    except Exception as exc:
+        raise _fail(f"invalid configuration: {describe_config_error(exc)}") from None
+
+
+def describe_config_error(exc: Exception) -> str:
+    """Where the configuration is wrong and why, without the values: a value may be a credential.
+
+    pydantic's own message quotes the input (for a malformed backend, the whole mapping with its
+    ``api_key`` and ``headers``), and a YAML syntax error quotes the offending line.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False, include_context=False):
+            where = ".".join(str(part) for part in error.get("loc", ())) or "settings"
+            problems.append(f"{where}: {error.get('msg', 'invalid value')}")
+        return "; ".join(problems)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        name = "the YAML configuration file" if not mark or mark.name.startswith("<") else mark.name
+        where = f"{name}, line {mark.line + 1}, column {mark.column + 1}" if mark else name
+        return f"{where}: {exc.problem or exc.context or 'not valid YAML'}"
+    if isinstance(exc, yaml.YAMLError):
+        return "the YAML configuration file could not be parsed"
+    if isinstance(exc, OSError | ValueError):  # an unreadable file, a file that is not a mapping
+        return str(exc)
+    return type(exc).__name__
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (INFERHUB_HOST, default 0.0.0.0).")] = None,
@@ -57,10 +92,7 @@ def serve(
     overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
     if no_worker:
         overrides["run_job_worker"] = False
-    try:
-        settings = Settings(**overrides)
-    except Exception as exc:
-        raise _fail(f"invalid configuration: {exc}") from None
+    settings = _settings(**overrides)
     configure_logging(settings.log_level, settings.log_file)
     raise typer.Exit(run(settings, listen_fd, reuse_port))
 
@@ -68,7 +100,7 @@ def serve(
 def _secret_box():
     from inferhub.store.secrets import SecretBox, SecretError, load_master_keys
 
-    settings = Settings()
+    settings = _settings()
     try:
         return SecretBox(load_master_keys(settings.secret_key, settings.secret_key_file, settings.home.resolve()))
     except SecretError as exc:
@@ -84,7 +116,7 @@ def worker(
     from inferhub.worker_process import run_worker
 
     overrides = {"concurrency": concurrency} if concurrency else {}
-    settings = Settings(**({"job_concurrency": overrides["concurrency"]} if overrides else {}))
+    settings = _settings(**({"job_concurrency": overrides["concurrency"]} if overrides else {}))
     configure_logging(settings.log_level, settings.log_file)
     raise typer.Exit(run_worker(settings))
 
@@ -94,7 +126,7 @@ def _database_url() -> Iterator[str]:
     """The configured database, or the embedded one (reused if `serve` is running, else started briefly)."""
     from inferhub.server import check_home, open_database
 
-    settings = Settings()
+    settings = _settings()
     try:
         if not settings.database_url:
             check_home(settings.home)
@@ -426,7 +458,7 @@ def secrets_rotate(
     from inferhub.store.backends import rotate_credentials
     from inferhub.store.secrets import SecretBox, SecretError, load_master_keys
 
-    settings = Settings()
+    settings = _settings()
     try:
         current = load_master_keys(settings.secret_key, settings.secret_key_file, settings.home.resolve())
         box = SecretBox(load_master_keys(new_key, None, settings.home.resolve()) + current)
