@@ -10,7 +10,7 @@ import structlog
 from fastapi import Request
 
 from inferhub.errors import APIError
-from inferhub.gateway.auth import KeyCache, require_scope
+from inferhub.gateway.auth import AdminUserCache, KeyCache, require_scope
 from inferhub.gateway.pipeline import Gateway, RequestMeta, Routed
 from inferhub.gateway.registry import BackendRegistry
 from inferhub.store.keys import KeyRecord
@@ -37,6 +37,7 @@ class AppContext:
     default_embedding_model: str | None = None
     job_max_attempts: int = 5
     admin_token_minutes: int = 60
+    admin_users: AdminUserCache | None = None  # who may hold an admin session (None without a database)
 
 
 def context_of(request: Request) -> AppContext:

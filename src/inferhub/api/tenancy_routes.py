@@ -135,6 +135,8 @@ async def login(request: Request, body: Login):
     user = await in_thread(context.admin.users.verify, body.username, body.password)
     if user is None:
         raise AuthenticationFailed("wrong username or password", code="invalid_credentials")
+    if context.admin_users is not None and context.admin_users.by_id(user.id) is None:
+        context.admin_users.put(user)  # created on another replica a moment ago: do not wait for its NOTIFY
     token, expires_in = issue_token(context.signing_key, user_id=user.id, username=user.username, role=user.role,
                                     tenant_id=user.tenant_id, minutes=context.admin_token_minutes)  # fmt: skip
     response = ORJSONResponse({"access_token": token, "token_type": "bearer", "expires_in": expires_in,
@@ -213,6 +215,9 @@ async def delete_tenant(request: Request, tenant_id: RowId):
     principal.require_platform()
     if not await in_thread(lambda: context.admin.tenants.delete(tenant_id, actor=principal.actor)):
         raise NotFound(f"no tenant with id {tenant_id}")
+    context.keys.drop_where(lambda key: key.tenant_id == tenant_id)  # gone with it; NOTIFY tells the others
+    if context.admin_users is not None:
+        context.admin_users.drop_where(lambda user: user.tenant_id == tenant_id)
     return Response(status_code=204)
 
 

@@ -1,9 +1,14 @@
-"""API key records: create, list, revoke. Keys are stored only as SHA-256 hashes."""
+"""API key records: create, list, revoke. Keys are stored only as SHA-256 hashes.
+
+Every change NOTIFYs the replicas; ``on_change``, if set, is called with the
+committed record so this process's own key cache can apply it at once.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -92,8 +97,14 @@ def _record(row: ApiKeyRow) -> KeyRecord:
 
 
 class KeyRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_change: Callable[[KeyRecord], None] | None = None) -> None:
         self._db = db
+        self.on_change = on_change
+
+    def _committed(self, record: KeyRecord | None) -> KeyRecord | None:
+        if record is not None and self.on_change is not None:
+            self.on_change(record)
+        return record
 
     def create(
         self,
@@ -133,7 +144,8 @@ class KeyRepository:
             record_change(session, actor=actor, action="create", entity_type="api_key", entity_id=row.id,
                           after=record.public())  # fmt: skip
             self._db.notify_change(session, "keys")
-            return plaintext, record
+        self._committed(record)
+        return plaintext, record
 
     def get(self, key_id: int) -> KeyRecord | None:
         with self._db.session() as session:
@@ -166,7 +178,7 @@ class KeyRepository:
             record_change(session, actor=actor, action=action, entity_type="api_key", entity_id=key_id,
                           before=before, after=record.public())  # fmt: skip
             self._db.notify_change(session, "keys")
-            return record
+        return self._committed(record)
 
     def list(self) -> list[KeyRecord]:
         with self._db.session() as session:
@@ -199,7 +211,7 @@ class KeyRepository:
             record_change(session, actor=actor, action="revoke", entity_type="api_key", entity_id=row.id,
                           before=before, after=record.public())  # fmt: skip
             self._db.notify_change(session, "keys")
-            return record
+        return self._committed(record)
 
 
 def check_limits(limits: dict[str, Any]) -> None:
