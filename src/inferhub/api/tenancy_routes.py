@@ -36,6 +36,7 @@ from inferhub.api.params import (
 from inferhub.api.principal import SESSION_COOKIE, Principal, admin_principal, issue_token
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import APIError, AuthenticationFailed, InvalidRequest, NotFound
+from inferhub.store.keys import MAX_WEIGHT
 from inferhub.store.usage import GROUPS, month_bounds, to_csv
 
 router = APIRouter(prefix="/api", tags=["Admin: tenants, keys, usage"])
@@ -49,6 +50,7 @@ class Limits(AdminBody):
     monthly_tokens: int | None = Field(default=None, ge=0, le=COUNT_MAX)
     daily_cost: float | None = Field(default=None, ge=0, le=COST_MAX)
     monthly_cost: float | None = Field(default=None, ge=0, le=COST_MAX)
+    weight: int | None = Field(default=None, ge=1, le=MAX_WEIGHT)  # fair-queue share, not a limit
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

@@ -19,7 +19,7 @@ from typing import Any
 from inferhub.errors import APIError, PermissionDenied
 from inferhub.gateway.limits import Admission, Limiter, Scope
 from inferhub.gateway.usage_writer import UsageWriter
-from inferhub.store.keys import KeyRecord
+from inferhub.store.keys import WEIGHT, KeyRecord
 from inferhub.store.tenants import TenantRecord
 from inferhub.store.usage import Price, UsageRecord
 
@@ -91,9 +91,9 @@ class Meter:
                     f"API key {key.prefix}… may not use model '{model}' (allowed: {', '.join(key.allowed_models)})",
                     code="model_not_allowed", param="model",
                 )  # fmt: skip
-            scopes = [Scope("key", key.id, key.limits, key.prefix)]
+            scopes = [Scope("key", key.id, _counted(key.limits), key.prefix)]
             if tenant is not None:
-                scopes.append(Scope("tenant", tenant.id, tenant.limits, tenant.name))
+                scopes.append(Scope("tenant", tenant.id, _counted(tenant.limits), tenant.name))
             ticket.admission = await self.limiter.admit(scopes)
         except APIError as exc:  # refused requests are in the request log too
             await self.finish(ticket, status=exc.status_code)
@@ -130,6 +130,13 @@ class Meter:
             response_bytes=response_bytes, prompt=_without_nul(prompt) if store else None,
             completion=_without_nul(completion) if store else None,
         )  # fmt: skip
+
+
+def _counted(limits: dict[str, Any]) -> dict[str, Any]:
+    """The limits the limiter counts: the fair-queue ``weight`` is kept with them but is no limit."""
+    if WEIGHT not in limits:
+        return limits
+    return {name: value for name, value in limits.items() if name != WEIGHT}
 
 
 def _storable(text: str | None, length: int) -> str | None:

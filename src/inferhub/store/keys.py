@@ -23,6 +23,9 @@ from inferhub.store.models import ApiKeyRow
 KEY_PREFIX = "ih-"
 ALL_SCOPES = ("inference", "jobs", "rag", "admin")
 LIMIT_NAMES = ("rpm", "tpm", "concurrency", "daily_tokens", "monthly_tokens", "daily_cost", "monthly_cost")
+# Kept with the limits but not a limit: the share of a saturated model's fair queue (docs/routing.md).
+WEIGHT = "weight"
+MAX_WEIGHT = 100
 
 
 def hash_key(key: str) -> str:
@@ -124,6 +127,7 @@ class KeyRepository:
         if unknown:
             raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_SCOPES)}")
         check_limits(limits or {})
+        _check_weight_owner(limits or {}, tenant_id)
         plaintext = key or generate_key()
         with self._db.session() as session:
             row = ApiKeyRow(
@@ -170,6 +174,8 @@ class KeyRepository:
             row = session.get(ApiKeyRow, key_id)
             if row is None:
                 return None
+            if "limits" in changes:
+                _check_weight_owner(changes["limits"] or {}, row.tenant_id)
             before = _record(row).public()
             for name, value in changes.items():
                 setattr(row, name, list(value) if isinstance(value, tuple) else value)
@@ -215,9 +221,24 @@ class KeyRepository:
 
 
 def check_limits(limits: dict[str, Any]) -> None:
-    unknown = set(limits) - set(LIMIT_NAMES)
+    known = (*LIMIT_NAMES, WEIGHT)
+    unknown = set(limits) - set(known)
     if unknown:
-        raise ValueError(f"unknown limit(s): {', '.join(sorted(unknown))}; known: {', '.join(LIMIT_NAMES)}")
+        raise ValueError(f"unknown limit(s): {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     for name, value in limits.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+        if name == WEIGHT:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 1 <= value <= MAX_WEIGHT):  # fmt: skip
+                raise ValueError(f"weight must be a whole number from 1 to {MAX_WEIGHT}, got {value!r}")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
             raise ValueError(f"limit {name} must be a non-negative number or null, got {value!r}")
+
+
+def fair_queue_weight(limits: dict[str, Any]) -> int:
+    return limits.get(WEIGHT) or 1
+
+
+def _check_weight_owner(limits: dict[str, Any], tenant_id: int | None) -> None:
+    """The fair queue's parties are tenants, and keys without one: a tenant's key shares its tenant's turn."""
+    if tenant_id is not None and limits.get(WEIGHT) is not None:
+        raise ValueError("weight: a key of a tenant queues with its tenant; set the weight on the tenant")
