@@ -2,13 +2,14 @@
 
 ``begin`` checks the key's model allow-list and the limits of the key and its
 tenant (429 with OpenAI's rate-limit headers when over); ``finish`` computes the
-cost at today's price, counts the tokens against the limits and budgets, and
-leaves one usage record. Cost is fixed at record time, so a later price change
-does not rewrite history.
+cost at today's price, leaves one usage record and counts the tokens against the
+limits and budgets, even when the request's task is being cancelled. Cost is
+fixed at record time, so a later price change does not rewrite history.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Meter:
         self.tenants = tenants
         self.prices = prices
         self.metrics = metrics
+        self._settling: set[asyncio.Task] = set()
 
     async def begin(self, key: KeyRecord, *, endpoint: str, model: str, client_ip: str | None = None,
                     request_bytes: int = 0, request_id: str | None = None) -> Ticket:  # fmt: skip
@@ -101,22 +103,46 @@ class Meter:
         return ticket
 
     async def finish(self, ticket: Ticket, **outcome: Any) -> None:
-        """Settle the request and queue its usage record for the batched writer."""
-        record = await self.settle(ticket, **outcome)
+        """Queue the request's usage record for the batched writer, then settle its limits.
+
+        Cancellation-safe: the record is queued synchronously, before anything can be
+        cancelled, and the limiter is settled in a task of its own. A client that goes
+        away mid-stream makes Starlette cancel the request's task, and inside a cancelled
+        scope every ``await`` is cancelled too; the record and the concurrency slot
+        (in Redis) must not go with it.
+        """
+        record = self._close(ticket, **outcome)
         if record is not None:
             self.writer.add(record)
+            await self._settle_limits(ticket, record)
 
-    async def settle(self, ticket: Ticket, *, status: int, served_model: str | None = None, backend: str | None = None,
-                     prompt_tokens: int = 0, completion_tokens: int = 0, ttft: float | None = None,
-                     response_bytes: int = 0, prompt: Any = None, completion: str | None = None,
-                     ) -> UsageRecord | None:  # fmt: skip
-        """Count the request against its limits and build its usage record (the caller stores it)."""
+    async def settle(self, ticket: Ticket, **outcome: Any) -> UsageRecord | None:
+        """Settle the request's limits and return its usage record (the caller stores it)."""
+        record = self._close(ticket, **outcome)
+        if record is not None:
+            await self._settle_limits(ticket, record)
+        return record
+
+    async def _settle_limits(self, ticket: Ticket, record: UsageRecord) -> None:
+        if not ticket.admission.scopes:
+            return  # nothing counted, nothing to give back
+        task = asyncio.ensure_future(
+            self.limiter.settle(ticket.admission, record.prompt_tokens + record.completion_tokens, record.cost)
+        )
+        self._settling.add(task)  # held until done: a cancelled caller does not cancel (or drop) the task
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
+
+    def _close(self, ticket: Ticket, *, status: int, served_model: str | None = None, backend: str | None = None,
+               prompt_tokens: int = 0, completion_tokens: int = 0, ttft: float | None = None,
+               response_bytes: int = 0, prompt: Any = None, completion: str | None = None,
+               ) -> UsageRecord | None:  # fmt: skip
+        """Mark the ticket finished (once) and build its usage record, with the cost at today's price."""
         if ticket.finished:
             return None
         ticket.finished = True
         model = served_model or ticket.model
         cost = self.prices.cost(model, prompt_tokens, completion_tokens)
-        await self.limiter.settle(ticket.admission, prompt_tokens + completion_tokens, cost)
         store = ticket.tenant is not None and ticket.tenant.store_payloads
         if self.metrics is not None:
             tenant = ticket.tenant.name if ticket.tenant else "platform"
