@@ -1,4 +1,4 @@
-"""The ``inferhub`` command: serve, migrate, backends, keys."""
+"""The ``inferhub`` command: serve, migrate, backends, keys, tenants, admin users, secrets, operations."""
 
 from __future__ import annotations
 
@@ -286,15 +286,42 @@ def backends_remove(backend_id: int) -> None:
 # -- keys ----------------------------------------------------------------------------------------
 
 
-def _limits(values: list[str] | None) -> dict:
-    out = {}
+def _limits(values: list[str] | None, *, allow_none: bool = False) -> dict:
+    """``--limit NAME=NUMBER`` options as a dict; with ``allow_none``, ``NAME=none`` maps NAME to None."""
+    out: dict = {}
     for item in values or []:
         name, _, value = item.partition("=")
+        value = value.strip()
+        if allow_none and value.lower() in ("none", "null", ""):
+            out[name.strip()] = None
+            continue
         try:
             out[name.strip()] = float(value) if "." in value else int(value)
         except ValueError:
-            raise _fail(f"--limit expects NAME=NUMBER, got {item!r}") from None
+            hint = "NAME=NUMBER or NAME=none" if allow_none else "NAME=NUMBER"
+            raise _fail(f"--limit expects {hint}, got {item!r}") from None
     return out
+
+
+def _merged_limits(current: dict, changes: list[str] | None, clear: bool) -> dict | None:
+    """The limits after ``--clear-limits`` and ``--limit`` (NAME=none removes one); None if unchanged."""
+    if not changes and not clear:
+        return None
+    merged = {} if clear else dict(current)
+    for name, value in _limits(changes, allow_none=True).items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+def _moment(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"--expires-at expects an ISO date or datetime, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @keys_app.command("create")
@@ -351,6 +378,94 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id or prefix.
     typer.echo(f"revoked key {record.id} ({record.prefix}…)")
 
 
+_GRACE_SECONDS = typer.Option(help="How long the old key keeps working, in seconds.", min=0, max=90 * 86400)
+_SET_LIMIT = typer.Option("--limit", help="Set a limit (repeatable), e.g. rpm=60 or weight=3; rpm=none removes it.")
+_CLEAR_LIMITS = typer.Option("--clear-limits", help="Remove every limit first.")
+_STORE_PAYLOADS = typer.Option("--store-payloads/--no-store-payloads",
+                               help="Keep prompts and completions in the request log.")  # fmt: skip
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix.")],
+    grace_seconds: Annotated[int, _GRACE_SECONDS] = 86400,
+) -> None:
+    """Create a new key with the same settings; the old one keeps working for the grace period, then expires.
+
+    The new key is printed once. Deploy it, then revoke the old one early with `keys revoke` if you like.
+    """
+    from inferhub.store.keys import KeyRepository
+
+    with _database() as db:
+        repo = KeyRepository(db)
+        old = repo.find(key)
+        if old is None:
+            raise _fail(f"no single key with id or prefix {key!r}")
+        rotated = repo.rotate(old.id, grace_seconds, actor="cli")
+    if rotated is None:
+        raise _fail(f"no single key with id or prefix {key!r}")
+    plaintext, new, old = rotated
+    typer.echo(plaintext)
+    ends = old.expires_at.isoformat() if old.expires_at else "never"
+    typer.echo(f"created key {new.id} ({new.prefix}…) with the settings of key {old.id} ({old.prefix}…), "
+               f"which now expires at {ends}; store the new key now, it is not shown again", err=True)  # fmt: skip
+
+
+@keys_app.command("update")
+def keys_update(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix.")],
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="Replace the scopes (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Replace the allowed model globs.")] = None,
+    all_models: Annotated[bool, typer.Option("--all-models", help="Allow every model.")] = False,
+    limit: Annotated[list[str] | None, _SET_LIMIT] = None,
+    clear_limits: Annotated[bool, _CLEAR_LIMITS] = False,
+    expires_in_days: Annotated[int | None, typer.Option(help="Expire this many days from now.", min=1)] = None,
+    expires_at: Annotated[str | None, typer.Option(help="Expire at this ISO date or datetime (UTC if naive).")] = None,
+    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="Never expire.")] = False,
+    priority: Annotated[int | None, typer.Option(help="Fair-queue priority, -100..100.", min=-100, max=100)] = None,
+) -> None:
+    """Change a key's name, scopes, allowed models, limits, expiry or priority; the next request sees it."""
+    from inferhub.store.keys import KeyRepository
+
+    if sum((expires_in_days is not None, expires_at is not None, no_expiry)) > 1:
+        raise _fail("give at most one of --expires-in-days, --expires-at and --no-expiry")
+    if model and all_models:
+        raise _fail("give either --model or --all-models")
+    with _database() as db:
+        repo = KeyRepository(db)
+        record = repo.find(key)
+        if record is None:
+            raise _fail(f"no single key with id or prefix {key!r}")
+        changes: dict = {}
+        if name is not None:
+            changes["name"] = name
+        if scope:
+            changes["scopes"] = list(scope)
+        if model or all_models:
+            changes["allowed_models"] = list(model or ())
+        limits = _merged_limits(record.limits, limit, clear_limits)
+        if limits is not None:
+            changes["limits"] = limits
+        if expires_in_days is not None:
+            changes["expires_at"] = datetime.now(UTC) + timedelta(days=expires_in_days)
+        elif expires_at is not None:
+            changes["expires_at"] = _moment(expires_at)
+        elif no_expiry:
+            changes["expires_at"] = None
+        if priority is not None:
+            changes["priority"] = priority
+        if not changes:
+            raise _fail("nothing to change: give at least one option (see --help)")
+        try:
+            updated = repo.update(record.id, changes, actor="cli")
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    assert updated is not None
+    typer.echo(f"updated key {updated.id} ({updated.prefix}…): " + json.dumps(
+        {k: updated.public()[k] for k in changes}, default=str))  # fmt: skip
+
+
 # -- tenants -------------------------------------------------------------------------------------
 
 
@@ -358,7 +473,10 @@ def _tenant_id(db, name_or_id: str) -> int:
     from inferhub.store.tenants import TenantRepository
 
     repo = TenantRepository(db)
-    record = repo.get(int(name_or_id)) if name_or_id.isdigit() else repo.get_by_name(name_or_id)
+    if name_or_id.isdigit():
+        record = repo.get(int(name_or_id)) if int(name_or_id) < 2**31 else None
+    else:
+        record = repo.get_by_name(name_or_id)
     if record is None:
         raise _fail(f"no tenant {name_or_id!r}")
     return record.id
@@ -383,6 +501,41 @@ def tenants_create(
         except IntegrityError:
             raise _fail(f"tenant {name!r} already exists") from None
     typer.echo(f"created tenant {record.id}: {record.name}")
+
+
+@tenants_app.command("update")
+def tenants_update(
+    name_or_id: str,
+    description: Annotated[str | None, typer.Option(help="A new description.")] = None,
+    limit: Annotated[list[str] | None, _SET_LIMIT] = None,
+    clear_limits: Annotated[bool, _CLEAR_LIMITS] = False,
+    store_payloads: Annotated[bool | None, _STORE_PAYLOADS] = None,
+) -> None:
+    """Change a tenant's limits (and fair-queue weight), description or whether its payloads are stored."""
+    from inferhub.store.tenants import TenantRepository
+
+    with _database() as db:
+        repo = TenantRepository(db)
+        tenant_id = _tenant_id(db, name_or_id)
+        current = repo.get(tenant_id)
+        assert current is not None
+        changes: dict = {}
+        if description is not None:
+            changes["description"] = description
+        limits = _merged_limits(current.limits, limit, clear_limits)
+        if limits is not None:
+            changes["limits"] = limits
+        if store_payloads is not None:
+            changes["store_payloads"] = store_payloads
+        if not changes:
+            raise _fail("nothing to change: give at least one option (see --help)")
+        try:
+            updated = repo.update(tenant_id, changes, actor="cli")
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    assert updated is not None
+    typer.echo(f"updated tenant {updated.id} ({updated.name}): " + json.dumps(
+        {k: updated.public()[k] for k in changes}))  # fmt: skip
 
 
 @tenants_app.command("list")

@@ -296,16 +296,13 @@ async def revoke_key(request: Request, key_id: RowId):
 async def rotate_key(request: Request, key_id: RowId, body: Rotation | None = None):
     """A new key with the same settings; the old one keeps working for ``grace_seconds``, then expires."""
     context, principal = _ctx(request)
-    old = await _key(context, principal, key_id)
+    await _key(context, principal, key_id)
     grace = (body or Rotation()).grace_seconds
-    new_body = NewKey(name=f"{old.name} (rotated)", scopes=list(old.scopes), allowed_models=list(old.allowed_models),
-                      limits=Limits(**old.limits), expires_at=old.expires_at, priority=old.priority)  # fmt: skip
-    response = await _create_key(context, principal, old.tenant_id, new_body)
-    expires = datetime.now(UTC) + timedelta(seconds=grace)
-    if old.expires_at is None or old.expires_at > expires:
-        await in_thread(lambda: context.admin.keys.update(
-            key_id, {"expires_at": expires}, actor=principal.actor, action="rotate"))  # fmt: skip
-    return response
+    rotated = await in_thread(lambda: context.admin.keys.rotate(key_id, grace, actor=principal.actor))
+    if rotated is None:
+        raise NotFound(f"no key with id {key_id}")
+    plaintext, record, _ = rotated
+    return ORJSONResponse({**record.public(), "key": plaintext}, status_code=201)
 
 
 # -- admin users ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -198,17 +198,54 @@ class KeyRepository:
     def count(self) -> int:
         return len(self.list())
 
+    def find(self, key_id_or_prefix: str) -> KeyRecord | None:
+        """The one key with this id or prefix (None if there is none, or more than one)."""
+        with self._db.session() as session:
+            row = _one(session, key_id_or_prefix)
+            return _record(row) if row else None
+
+    def rotate(self, key_id: int, grace_seconds: float, *, actor: str = "cli",
+               ) -> tuple[str, KeyRecord, KeyRecord] | None:  # fmt: skip
+        """A new key with the old one's settings; the old one expires after ``grace_seconds`` (or sooner, if it
+        already would). One transaction. Returns (the new key's plaintext, its record, the old key's record)."""
+        with self._db.session() as session:
+            old = session.get(ApiKeyRow, key_id)
+            if old is None:
+                return None
+            before = _record(old)
+            plaintext = generate_key()
+            row = ApiKeyRow(
+                name=f"{old.name[:190]} (rotated)",
+                prefix=display_prefix(plaintext),
+                key_hash=hash_key(plaintext),
+                scopes=list(old.scopes or ()),
+                expires_at=old.expires_at,
+                tenant_id=old.tenant_id,
+                allowed_models=list(old.allowed_models or ()),
+                limits=dict(old.limits or {}),
+                priority=old.priority or 0,
+            )
+            session.add(row)
+            ends = datetime.now(UTC) + timedelta(seconds=grace_seconds)
+            if old.expires_at is None or old.expires_at > ends:
+                old.expires_at = ends
+            session.flush()
+            session.refresh(row)
+            new, after = _record(row), _record(old)
+            record_change(session, actor=actor, action="create", entity_type="api_key", entity_id=row.id,
+                          after=new.public())  # fmt: skip
+            record_change(session, actor=actor, action="rotate", entity_type="api_key", entity_id=key_id,
+                          before=before.public(), after=after.public() | {"rotated_to": row.id})  # fmt: skip
+            self._db.notify_change(session, "keys")
+        self._committed(new)
+        self._committed(after)
+        return plaintext, new, after
+
     def revoke(self, key_id_or_prefix: str, *, actor: str = "cli") -> KeyRecord | None:
         with self._db.session() as session:
-            query = select(ApiKeyRow)
-            if key_id_or_prefix.isdigit():
-                query = query.where(ApiKeyRow.id == int(key_id_or_prefix))
-            else:
-                query = query.where(ApiKeyRow.prefix == key_id_or_prefix)
-            rows = list(session.scalars(query))
-            if len(rows) != 1:
+            row = _one(session, key_id_or_prefix)
+            if row is None:
                 return None
-            row = rows[0]
             before = _record(row).public()
             if row.revoked_at is None:
                 row.revoked_at = datetime.now(UTC)
@@ -218,6 +255,16 @@ class KeyRepository:
                           before=before, after=record.public())  # fmt: skip
             self._db.notify_change(session, "keys")
         return self._committed(record)
+
+
+def _one(session: Any, key_id_or_prefix: str) -> ApiKeyRow | None:
+    query = select(ApiKeyRow)
+    if key_id_or_prefix.isdigit() and int(key_id_or_prefix) < 2**31:
+        query = query.where(ApiKeyRow.id == int(key_id_or_prefix))
+    else:
+        query = query.where(ApiKeyRow.prefix == key_id_or_prefix)
+    rows = list(session.scalars(query.limit(2)))
+    return rows[0] if len(rows) == 1 else None
 
 
 def check_limits(limits: dict[str, Any]) -> None:
