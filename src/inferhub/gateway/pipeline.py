@@ -198,7 +198,7 @@ class Gateway:
                             if self.metrics:
                                 self.metrics.fallbacks.labels(requested, backend.model_name).inc()
                         log.warning("backend_failed_falling_back", model=requested, from_backend=previous[0].id,
-                                    to_backend=backend.id, to_model=backend.model_name,
+                                    to_backend=backend.id, to_model=backend.model_name, code=previous[1].code,
                                     error=previous[1].message)  # fmt: skip
                 elif model != self.registry.resolve(requested):
                     self.fallbacks += 1
