@@ -185,3 +185,46 @@ def test_a_model_name_the_usage_table_cannot_store_does_not_stop_usage_records(h
         lambda: platform.request_log(key_id=key["id"], status=200), "the usage record of the good request", 15
     )
     assert [r["model"] for r in records] == [MODEL]
+
+
+def test_an_inference_request_refused_by_validation_leaves_a_usage_record(hub, platform, tenant, kit):
+    """Once the key is known, every inference request leaves one record, even one refused before the meter."""
+    key = platform.key(tenant["id"], "sloppy-client")
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    jobs_only = platform.key(tenant["id"], "jobs-only", scopes=["jobs"])
+    hi = [{"role": "user", "content": "hi"}]
+    sent = [
+        ("/v1/chat/completions", {"model": MODEL, "messages": []}, auth, 400),
+        ("/v1/chat/completions", {"model": MODEL, "messages": hi, "temperature": 9}, auth, 400),
+        ("/v1/chat/completions", {"messages": hi}, auth, 400),
+        ("/v1/completions", {"model": MODEL, "prompt": 5}, auth, 400),
+        ("/v1/embeddings", {"model": MODEL}, auth, 400),
+        ("/api/chat", {"model": MODEL, "messages": "hi"}, auth, 400),
+        ("/api/generate", {"model": MODEL, "prompt": ["x"]}, auth, 400),
+        ("/api/embed", {"model": MODEL, "input": 5}, auth, 400),
+        ("/generate", {"prompt": ""}, auth, 400),
+        (
+            "/v1/chat/completions",
+            {"model": MODEL, "messages": hi},
+            {"Authorization": f"Bearer {jobs_only['key']}"},
+            403,
+        ),
+    ]
+    for path, body, headers, status in sent:
+        response = httpx.post(hub.url + path, json=body, headers=headers, timeout=30)
+        assert response.status_code == status, (path, response.text)
+    malformed = httpx.post(f"{hub.url}/v1/chat/completions", content=b"{not json", headers=auth, timeout=30)
+    assert malformed.status_code == 400
+    unknown = httpx.post(f"{hub.url}/v1/chat/completions", json=sent[0][1], headers={"Authorization": "Bearer ih-x"})
+    assert unknown.status_code == 401  # no key known: nobody to bill, no record
+
+    expected = len(sent) - 1 + 1  # the sloppy key's requests, the malformed one included
+    rows = kit.wait_until(
+        lambda: len(r := platform.request_log(key_id=key["id"])) >= expected and r, "the refused requests' records"
+    )
+    assert len(rows) == expected, rows
+    assert sorted(r["endpoint"] for r in rows) == sorted([path for path, *_ in sent[:-1]] + ["/v1/chat/completions"])
+    assert all(r["status"] == 400 and r["tenant_id"] == tenant["id"] for r in rows), rows
+    assert {r["model"] for r in rows} == {MODEL, ""}  # the model named in the body, or none
+    scoped = kit.wait_until(lambda: platform.request_log(key_id=jobs_only["id"]), "the scope refusal's record")
+    assert [(r["status"], r["endpoint"]) for r in scoped] == [(403, "/v1/chat/completions")]

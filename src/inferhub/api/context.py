@@ -48,6 +48,7 @@ def authenticate(request: Request, scope: str = "inference") -> KeyRecord:
     record = context_of(request).keys.authenticate(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
+    request.state.caller = record  # known, if not yet allowed: a refused inference request is billed to it
     require_scope(record, scope)
     request.state.key = record
     structlog.contextvars.bind_contextvars(key_prefix=record.prefix)

@@ -14,9 +14,10 @@ router = APIRouter(tags=["Shortcut"])
 
 
 @router.post("/generate", openapi_extra=body_schema("GenerateRequest"))
+@inference.metered("/generate")
 async def generate(request: Request):
     authenticate(request)
-    body = validation.parse_json_object(await request.body())
+    body = request.state.body = validation.parse_json_object(await request.body())
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequest("prompt: expected a non-empty string", param="prompt", code="invalid_value")

@@ -102,6 +102,13 @@ class Meter:
             raise
         return ticket
 
+    async def refused(self, key: KeyRecord, *, endpoint: str, model: str, status: int, client_ip: str | None = None,
+                      request_bytes: int = 0) -> None:  # fmt: skip
+        """The usage record of a request refused before ``begin`` (bad input, a missing scope); nothing is counted."""
+        ticket = Ticket(key, self.tenants.get(key.tenant_id), endpoint, model, Admission(scopes=[]), client_ip,
+                        request_bytes)  # fmt: skip
+        await self.finish(ticket, status=status)
+
     async def finish(self, ticket: Ticket, **outcome: Any) -> None:
         """Queue the request's usage record for the batched writer, then settle its limits.
 
