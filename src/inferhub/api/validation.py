@@ -27,9 +27,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
             code="invalid_json",
         ) from None
     if not isinstance(data, dict):
-        raise InvalidRequest(
-            f"the request body must be a JSON object, not {_json_type(data)}", code="invalid_json"
-        )
+        raise InvalidRequest(f"the request body must be a JSON object, not {_json_type(data)}", code="invalid_json")
     return data
 
 
@@ -98,9 +96,7 @@ def check_chat(body: dict[str, Any]) -> None:
     require_model(body)
     messages = body.get("messages")
     if messages is None:
-        raise InvalidRequest(
-            "messages: this field is required", param="messages", code="missing_required_parameter"
-        )
+        raise InvalidRequest("messages: this field is required", param="messages", code="missing_required_parameter")
     if not isinstance(messages, list):
         raise _invalid("messages", f"expected an array of messages, got {_json_type(messages)}")
     if not messages:
