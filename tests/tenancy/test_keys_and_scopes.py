@@ -65,7 +65,7 @@ def test_missing_and_unknown_keys_are_401(hub, kit):
 
 
 def test_jobs_scope_cannot_call_inference(hub, platform, tenant, kit):
-    jobs = platform.key(tenant["id"], "jobs-only", scopes=["jobs"])
+    jobs = platform.key(tenant["id"], "jobs-only", scopes=["jobs"], wait=False)
     error = kit.assert_openai_error(kit.chat(hub.url, jobs["key"]), 403, "insufficient_scope")
     assert error["type"] == "permission_error" and "'inference'" in error["message"]
     kit.assert_openai_error(kit.chat(hub.url, jobs["key"], stream=True), 403, "insufficient_scope")
@@ -96,7 +96,7 @@ def test_jobs_scope_cannot_call_inference(hub, platform, tenant, kit):
     ],
 )
 def test_inference_key_cannot_call_admin_endpoints(hub, platform, tenant, kit, path):
-    inference = platform.key(tenant["id"], "inference-only")
+    inference = platform.key(tenant["id"], "inference-only", wait=False)
     assert kit.chat(hub.url, inference["key"]).status_code == 200
     response = _get(hub.url, path.format(tenant=tenant["id"], key=inference["id"]), inference["key"])
     error = kit.assert_openai_error(response, 403, "insufficient_scope")
@@ -105,7 +105,7 @@ def test_inference_key_cannot_call_admin_endpoints(hub, platform, tenant, kit, p
 
 
 def test_admin_scope_of_a_tenant_is_needed_for_writes(hub, platform, tenant, kit):
-    inference = platform.key(tenant["id"], "inference-writer")
+    inference = platform.key(tenant["id"], "inference-writer", wait=False)
     headers = {"Authorization": f"Bearer {inference['key']}"}
     for method, path, body in (
         ("POST", f"/api/tenants/{tenant['id']}/keys", {"name": "x", "scopes": ["admin"]}),
@@ -120,7 +120,7 @@ def test_admin_scope_of_a_tenant_is_needed_for_writes(hub, platform, tenant, kit
 
 
 def test_model_globs(hub, platform, tenant, kit):
-    key = platform.key(tenant["id"], "llamas-only", allowed_models=["llama*"])
+    key = platform.key(tenant["id"], "llamas-only", allowed_models=["llama*"], wait=False)
     for model in ("llama3.1:8b", "llama3.2:1b"):
         response = kit.chat(hub.url, key["key"], model=model)
         assert response.status_code == 200, response.text
@@ -139,10 +139,10 @@ def test_model_globs(hub, platform, tenant, kit):
     assert streamed.status_code == 200 and "echo:" in streamed.text
 
     # A suffix glob, and an empty list (every model).
-    tagged = platform.key(tenant["id"], "mini-only", allowed_models=["*:mini"])
+    tagged = platform.key(tenant["id"], "mini-only", allowed_models=["*:mini"], wait=False)
     assert kit.chat(hub.url, tagged["key"], model="phi3:mini").status_code == 200
     kit.assert_openai_error(kit.chat(hub.url, tagged["key"], model="llama3.1:8b"), 403, "model_not_allowed")
-    anything = platform.key(tenant["id"], "any-model")
+    anything = platform.key(tenant["id"], "any-model", wait=False)
     assert all(kit.chat(hub.url, anything["key"], model=m).status_code == 200 for m in MODELS)
 
 
