@@ -1,4 +1,4 @@
-"""The ``inferhub`` command: serve, migrate, backends, keys."""
+"""The ``inferhub`` command: serve, migrate, backends, keys, tenants, admin users, secrets, operations."""
 
 from __future__ import annotations
 
@@ -41,6 +41,41 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _settings(**overrides: object) -> Settings:
+    """The settings, or exit with one line saying what is wrong with them (never quoting a value)."""
+    try:
+        return Settings(**overrides)
+    except Exception as exc:
+        raise _fail(f"invalid configuration: {describe_config_error(exc)}") from None
+
+
+def describe_config_error(exc: Exception) -> str:
+    """Where the configuration is wrong and why, without the values: a value may be a credential.
+
+    pydantic's own message quotes the input (for a malformed backend, the whole mapping with its
+    ``api_key`` and ``headers``), and a YAML syntax error quotes the offending line.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False, include_context=False):
+            where = ".".join(str(part) for part in error.get("loc", ())) or "settings"
+            problems.append(f"{where}: {error.get('msg', 'invalid value')}")
+        return "; ".join(problems)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        name = "the YAML configuration file" if not mark or mark.name.startswith("<") else mark.name
+        where = f"{name}, line {mark.line + 1}, column {mark.column + 1}" if mark else name
+        return f"{where}: {exc.problem or exc.context or 'not valid YAML'}"
+    if isinstance(exc, yaml.YAMLError):
+        return "the YAML configuration file could not be parsed"
+    if isinstance(exc, OSError | ValueError):  # an unreadable file, a file that is not a mapping
+        return str(exc)
+    return type(exc).__name__
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (INFERHUB_HOST, default 0.0.0.0).")] = None,
@@ -57,10 +92,7 @@ def serve(
     overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
     if no_worker:
         overrides["run_job_worker"] = False
-    try:
-        settings = Settings(**overrides)
-    except Exception as exc:
-        raise _fail(f"invalid configuration: {exc}") from None
+    settings = _settings(**overrides)
     configure_logging(settings.log_level, settings.log_file)
     raise typer.Exit(run(settings, listen_fd, reuse_port))
 
@@ -68,7 +100,7 @@ def serve(
 def _secret_box():
     from inferhub.store.secrets import SecretBox, SecretError, load_master_keys
 
-    settings = Settings()
+    settings = _settings()
     try:
         return SecretBox(load_master_keys(settings.secret_key, settings.secret_key_file, settings.home.resolve()))
     except SecretError as exc:
@@ -84,7 +116,7 @@ def worker(
     from inferhub.worker_process import run_worker
 
     overrides = {"concurrency": concurrency} if concurrency else {}
-    settings = Settings(**({"job_concurrency": overrides["concurrency"]} if overrides else {}))
+    settings = _settings(**({"job_concurrency": overrides["concurrency"]} if overrides else {}))
     configure_logging(settings.log_level, settings.log_file)
     raise typer.Exit(run_worker(settings))
 
@@ -94,7 +126,7 @@ def _database_url() -> Iterator[str]:
     """The configured database, or the embedded one (reused if `serve` is running, else started briefly)."""
     from inferhub.server import check_home, open_database
 
-    settings = Settings()
+    settings = _settings()
     try:
         if not settings.database_url:
             check_home(settings.home)
@@ -254,15 +286,42 @@ def backends_remove(backend_id: int) -> None:
 # -- keys ----------------------------------------------------------------------------------------
 
 
-def _limits(values: list[str] | None) -> dict:
-    out = {}
+def _limits(values: list[str] | None, *, allow_none: bool = False) -> dict:
+    """``--limit NAME=NUMBER`` options as a dict; with ``allow_none``, ``NAME=none`` maps NAME to None."""
+    out: dict = {}
     for item in values or []:
         name, _, value = item.partition("=")
+        value = value.strip()
+        if allow_none and value.lower() in ("none", "null", ""):
+            out[name.strip()] = None
+            continue
         try:
             out[name.strip()] = float(value) if "." in value else int(value)
         except ValueError:
-            raise _fail(f"--limit expects NAME=NUMBER, got {item!r}") from None
+            hint = "NAME=NUMBER or NAME=none" if allow_none else "NAME=NUMBER"
+            raise _fail(f"--limit expects {hint}, got {item!r}") from None
     return out
+
+
+def _merged_limits(current: dict, changes: list[str] | None, clear: bool) -> dict | None:
+    """The limits after ``--clear-limits`` and ``--limit`` (NAME=none removes one); None if unchanged."""
+    if not changes and not clear:
+        return None
+    merged = {} if clear else dict(current)
+    for name, value in _limits(changes, allow_none=True).items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+def _moment(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"--expires-at expects an ISO date or datetime, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @keys_app.command("create")
@@ -319,6 +378,94 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id or prefix.
     typer.echo(f"revoked key {record.id} ({record.prefix}…)")
 
 
+_GRACE_SECONDS = typer.Option(help="How long the old key keeps working, in seconds.", min=0, max=90 * 86400)
+_SET_LIMIT = typer.Option("--limit", help="Set a limit (repeatable), e.g. rpm=60 or weight=3; rpm=none removes it.")
+_CLEAR_LIMITS = typer.Option("--clear-limits", help="Remove every limit first.")
+_STORE_PAYLOADS = typer.Option("--store-payloads/--no-store-payloads",
+                               help="Keep prompts and completions in the request log.")  # fmt: skip
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix.")],
+    grace_seconds: Annotated[int, _GRACE_SECONDS] = 86400,
+) -> None:
+    """Create a new key with the same settings; the old one keeps working for the grace period, then expires.
+
+    The new key is printed once. Deploy it, then revoke the old one early with `keys revoke` if you like.
+    """
+    from inferhub.store.keys import KeyRepository
+
+    with _database() as db:
+        repo = KeyRepository(db)
+        old = repo.find(key)
+        if old is None:
+            raise _fail(f"no single key with id or prefix {key!r}")
+        rotated = repo.rotate(old.id, grace_seconds, actor="cli")
+    if rotated is None:
+        raise _fail(f"no single key with id or prefix {key!r}")
+    plaintext, new, old = rotated
+    typer.echo(plaintext)
+    ends = old.expires_at.isoformat() if old.expires_at else "never"
+    typer.echo(f"created key {new.id} ({new.prefix}…) with the settings of key {old.id} ({old.prefix}…), "
+               f"which now expires at {ends}; store the new key now, it is not shown again", err=True)  # fmt: skip
+
+
+@keys_app.command("update")
+def keys_update(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix.")],
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="Replace the scopes (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Replace the allowed model globs.")] = None,
+    all_models: Annotated[bool, typer.Option("--all-models", help="Allow every model.")] = False,
+    limit: Annotated[list[str] | None, _SET_LIMIT] = None,
+    clear_limits: Annotated[bool, _CLEAR_LIMITS] = False,
+    expires_in_days: Annotated[int | None, typer.Option(help="Expire this many days from now.", min=1)] = None,
+    expires_at: Annotated[str | None, typer.Option(help="Expire at this ISO date or datetime (UTC if naive).")] = None,
+    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="Never expire.")] = False,
+    priority: Annotated[int | None, typer.Option(help="Fair-queue priority, -100..100.", min=-100, max=100)] = None,
+) -> None:
+    """Change a key's name, scopes, allowed models, limits, expiry or priority; the next request sees it."""
+    from inferhub.store.keys import KeyRepository
+
+    if sum((expires_in_days is not None, expires_at is not None, no_expiry)) > 1:
+        raise _fail("give at most one of --expires-in-days, --expires-at and --no-expiry")
+    if model and all_models:
+        raise _fail("give either --model or --all-models")
+    with _database() as db:
+        repo = KeyRepository(db)
+        record = repo.find(key)
+        if record is None:
+            raise _fail(f"no single key with id or prefix {key!r}")
+        changes: dict = {}
+        if name is not None:
+            changes["name"] = name
+        if scope:
+            changes["scopes"] = list(scope)
+        if model or all_models:
+            changes["allowed_models"] = list(model or ())
+        limits = _merged_limits(record.limits, limit, clear_limits)
+        if limits is not None:
+            changes["limits"] = limits
+        if expires_in_days is not None:
+            changes["expires_at"] = datetime.now(UTC) + timedelta(days=expires_in_days)
+        elif expires_at is not None:
+            changes["expires_at"] = _moment(expires_at)
+        elif no_expiry:
+            changes["expires_at"] = None
+        if priority is not None:
+            changes["priority"] = priority
+        if not changes:
+            raise _fail("nothing to change: give at least one option (see --help)")
+        try:
+            updated = repo.update(record.id, changes, actor="cli")
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    assert updated is not None
+    typer.echo(f"updated key {updated.id} ({updated.prefix}…): " + json.dumps(
+        {k: updated.public()[k] for k in changes}, default=str))  # fmt: skip
+
+
 # -- tenants -------------------------------------------------------------------------------------
 
 
@@ -326,7 +473,10 @@ def _tenant_id(db, name_or_id: str) -> int:
     from inferhub.store.tenants import TenantRepository
 
     repo = TenantRepository(db)
-    record = repo.get(int(name_or_id)) if name_or_id.isdigit() else repo.get_by_name(name_or_id)
+    if name_or_id.isdigit():
+        record = repo.get(int(name_or_id)) if int(name_or_id) < 2**31 else None
+    else:
+        record = repo.get_by_name(name_or_id)
     if record is None:
         raise _fail(f"no tenant {name_or_id!r}")
     return record.id
@@ -351,6 +501,41 @@ def tenants_create(
         except IntegrityError:
             raise _fail(f"tenant {name!r} already exists") from None
     typer.echo(f"created tenant {record.id}: {record.name}")
+
+
+@tenants_app.command("update")
+def tenants_update(
+    name_or_id: str,
+    description: Annotated[str | None, typer.Option(help="A new description.")] = None,
+    limit: Annotated[list[str] | None, _SET_LIMIT] = None,
+    clear_limits: Annotated[bool, _CLEAR_LIMITS] = False,
+    store_payloads: Annotated[bool | None, _STORE_PAYLOADS] = None,
+) -> None:
+    """Change a tenant's limits (and fair-queue weight), description or whether its payloads are stored."""
+    from inferhub.store.tenants import TenantRepository
+
+    with _database() as db:
+        repo = TenantRepository(db)
+        tenant_id = _tenant_id(db, name_or_id)
+        current = repo.get(tenant_id)
+        assert current is not None
+        changes: dict = {}
+        if description is not None:
+            changes["description"] = description
+        limits = _merged_limits(current.limits, limit, clear_limits)
+        if limits is not None:
+            changes["limits"] = limits
+        if store_payloads is not None:
+            changes["store_payloads"] = store_payloads
+        if not changes:
+            raise _fail("nothing to change: give at least one option (see --help)")
+        try:
+            updated = repo.update(tenant_id, changes, actor="cli")
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    assert updated is not None
+    typer.echo(f"updated tenant {updated.id} ({updated.name}): " + json.dumps(
+        {k: updated.public()[k] for k in changes}))  # fmt: skip
 
 
 @tenants_app.command("list")
@@ -426,7 +611,7 @@ def secrets_rotate(
     from inferhub.store.backends import rotate_credentials
     from inferhub.store.secrets import SecretBox, SecretError, load_master_keys
 
-    settings = Settings()
+    settings = _settings()
     try:
         current = load_master_keys(settings.secret_key, settings.secret_key_file, settings.home.resolve())
         box = SecretBox(load_master_keys(new_key, None, settings.home.resolve()) + current)

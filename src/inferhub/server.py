@@ -27,7 +27,7 @@ from inferhub.backends.base import Backend
 from inferhub.backends.embedded_adapter import EmbeddedAdapter
 from inferhub.backends.openai_adapter import OpenAIAdapter
 from inferhub.bootstrap import ensure_bootstrap_admin, ensure_bootstrap_key, print_bootstrap_key
-from inferhub.gateway.auth import KeyCache
+from inferhub.gateway.auth import AdminUserCache, KeyCache
 from inferhub.gateway.health_monitor import HealthMonitor
 from inferhub.gateway.limits import Limiter, MemoryCounters, RedisCounters
 from inferhub.gateway.metering import Meter, PriceCache, TenantCache
@@ -232,7 +232,8 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
             decrypt=box.decrypt,
         )
         stack.push_async_callback(registry.close)
-        keys = KeyCache()
+        keys, admin_users = KeyCache(), AdminUserCache()
+        admin_service.report_changes(keys=keys.put, users=admin_users.apply)  # this replica sees its writes at once
         if chat_model is not None:
             local = Backend(
                 id=f"local:{chat_model.alias}", model_name=chat_model.alias, backend_type="llamacpp",
@@ -252,7 +253,11 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
 
         async def reload(kind: str) -> None:
             if kind in ("keys", "*"):
-                keys.replace(await asyncio.to_thread(key_repo.list))
+                since = keys.generation  # writes made here while the rows are read are kept on top
+                keys.replace(await asyncio.to_thread(key_repo.list), loaded_since=since)
+            if kind in ("admin_users", "*"):
+                since = admin_users.generation
+                admin_users.replace(await asyncio.to_thread(admin_service.users.list), loaded_since=since)
             if kind in ("tenants", "*"):
                 tenants.replace(await asyncio.to_thread(admin_service.tenants.list))
             if kind in ("prices", "*"):
@@ -312,6 +317,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
             gateway=gateway,
             registry=registry,
             keys=keys,
+            admin_users=admin_users,
             default_chat_model=settings.local_chat_model if chat_model else None,
             version=__version__,
             config=config_service,

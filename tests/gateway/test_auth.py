@@ -154,3 +154,29 @@ def test_admin_implies_every_scope():
     require_scope(record, "inference")
     require_scope(record, "admin")
     require_scope(record, "anything-else")
+
+
+def test_a_local_write_applies_at_once_and_survives_a_reload_that_began_before_it(cache):
+    """A reload may have read the rows before this process committed its write: the write stays on top."""
+    since = cache.generation  # a reload starts reading...
+    cache.put(_record(1, GOOD, revoked_at=NOW))  # ...this process revokes the key meanwhile
+    _fail(cache, "key_revoked", f"Bearer {GOOD}")
+    cache.replace([_record(1, GOOD)], loaded_since=since)  # the reload's rows predate the revocation
+    _fail(cache, "key_revoked", f"Bearer {GOOD}")
+    cache.replace([_record(1, GOOD, revoked_at=NOW)], loaded_since=cache.generation)  # a later reload
+    _fail(cache, "key_revoked", f"Bearer {GOOD}")
+    cache.replace([_record(1, GOOD)], loaded_since=cache.generation)  # the database is the truth again
+    assert cache.authenticate(f"Bearer {GOOD}").id == 1
+
+
+def test_a_created_key_is_known_at_once_and_a_dropped_one_is_forgotten(cache):
+    fresh = "ih-fresh-key-0123456789"
+    since = cache.generation
+    cache.put(_record(9, fresh))
+    assert cache.authenticate(f"Bearer {fresh}").id == 9 and cache.by_id(9) is not None
+    cache.replace([_record(1, GOOD)], loaded_since=since)  # read before the key was committed
+    assert cache.authenticate(f"Bearer {fresh}").id == 9
+    cache.drop_where(lambda record: record.id in (1, 9))
+    _fail(cache, "invalid_api_key", f"Bearer {fresh}")
+    _fail(cache, "invalid_api_key", f"Bearer {GOOD}")
+    assert cache.by_id(9) is None

@@ -143,6 +143,93 @@ def test_bad_priority_header_is_rejected(hub):
     assert response.json()["error"]["param"] == "X-Priority"
 
 
+# -- weights: a party with weight 3 gets three turns for every one of a party with weight 1 -------------
+
+QUEUED_EACH = 12
+
+
+def _serve_in_fair_order(hub: InferhubProcess, fake: BackgroundServer, parties: dict[str, str]) -> list[str]:
+    """Hold the only slot with a stream, queue QUEUED_EACH requests of each party, then free the slot.
+
+    Returns the parties in the order the engine received their requests (the order the queue served
+    them: one slot, so one request at a time), read from the fake's own record, not from any clock.
+    """
+    state = fake.app.state
+    state.fail_mode, state.chunk_delay = None, 60.0  # no hang; the holder's stream waits between chunks
+    first = len(state.requests)
+    try:
+        with httpx.Client(base_url=hub.url, headers=hub.headers, timeout=60) as holder_client, \
+                holder_client.stream("POST", "/v1/chat/completions", json={"model": "fq", "messages": MESSAGES,
+                                                                           "stream": True}) as holder:  # fmt: skip
+            lines = holder.iter_lines()  # kept: dropping the iterator would close the stream
+            next(line for line in lines if line.startswith("data: "))
+            state.chunk_delay = 0.0
+
+            async def queue_all() -> list[httpx.Response]:
+                async with httpx.AsyncClient(base_url=hub.url, timeout=60) as client, \
+                        httpx.AsyncClient(base_url=hub.url, headers=hub.headers, timeout=10) as admin:  # fmt: skip
+
+                    def send(name: str, key: str, n: int):
+                        body = {"model": "fq", "messages": [{"role": "user", "content": f"{name} {n}"}]}
+                        return client.post("/v1/chat/completions", json=body,
+                                           headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+
+                    tasks = [
+                        asyncio.create_task(send(name, key, n))
+                        for n in range(QUEUED_EACH)
+                        for name, key in parties.items()
+                    ]
+                    total = QUEUED_EACH * len(parties)
+                    await wait_async(lambda: _at_least(admin, "fq", total), "every request to queue", 30)
+                    holder_client.close()  # the holder's client goes away: its slot goes to the queue
+                    return await asyncio.gather(*tasks)
+
+            responses = asyncio.run(queue_all())
+    finally:
+        state.fail_mode, state.chunk_delay = "hang", 0.0
+    assert [r.status_code for r in responses] == [200] * len(responses), [r.text for r in responses]
+    served = [body["messages"][-1]["content"].split()[0] for body in state.requests[first + 1 :]]
+    assert sorted(served) == sorted(name for name in parties for _ in range(QUEUED_EACH))
+    return served
+
+
+def _assert_three_to_one(served: list[str], heavy: str, light: str) -> None:
+    # While both parties wait, every round is three turns of the heavy one and one of the light one.
+    window = served[: 4 * (QUEUED_EACH // 3)]
+    assert window.count(heavy) == 3 * window.count(light), served
+    assert window.count(light) == QUEUED_EACH // 3, served
+
+
+def test_a_key_with_weight_3_gets_three_slots_for_each_of_a_weight_1_key(hub, fake):
+    keys = {}
+    for name, options in (("weight3", ["--limit", "weight=3"]), ("weight1", [])):
+        key = hub.cli("keys", "create", f"fair-{name}", *options).stdout.strip()
+        wait_for(lambda k=key: httpx.get(f"{hub.url}/v1/models", headers={"Authorization": f"Bearer {k}"})
+                 .status_code == 200, f"key {name} to work")  # fmt: skip
+        keys[name] = key
+    _assert_three_to_one(_serve_in_fair_order(hub, fake, keys), "weight3", "weight1")
+
+
+def test_a_tenant_with_weight_3_gets_three_slots_for_each_of_a_weight_1_tenant(hub, fake):
+    with httpx.Client(base_url=hub.url, headers=hub.headers, timeout=30) as admin:
+        keys = {}
+        for name, weight in (("tenant3", 3), ("tenant1", 1)):
+            tenant = admin.post("/api/tenants", json={"name": f"fair-{name}", "limits": {"weight": weight}})
+            assert tenant.status_code == 201, tenant.text
+            assert tenant.json()["limits"] == {"weight": weight}
+            created = admin.post(f"/api/tenants/{tenant.json()['id']}/keys", json={"name": name})
+            assert created.status_code == 201, created.text
+            keys[name] = created.json()["key"]
+            # A tenant's keys share its turn, so a key of a tenant carries no weight of its own.
+            refused = admin.post(f"/api/tenants/{tenant.json()['id']}/keys",
+                                 json={"name": "own-weight", "limits": {"weight": 5}})  # fmt: skip
+            assert refused.status_code == 400 and "tenant" in refused.json()["error"]["message"]
+        for bad in (0, 101, 2.5, "heavy"):
+            response = admin.post("/api/tenants", json={"name": "fair-bad", "limits": {"weight": bad}})
+            assert response.status_code == 400, (bad, response.text)
+    _assert_three_to_one(_serve_in_fair_order(hub, fake, keys), "tenant3", "tenant1")
+
+
 # -- queue timeout: a second process with INFERHUB_QUEUE_TIMEOUT_SECONDS=1 ------------------------------
 
 

@@ -2,15 +2,19 @@
 
 * "big" is served only by a closed port (health checks mark it unhealthy) and falls back to "small".
 * "dr" is served by fakes A (priority 0) and B (priority 1); A is drained while a stream runs on it.
+* "dq" is served by fakes QA and QB (one request at a time each); QA is drained while a request waits in the
+  queue for either of them: the slot QA frees goes to nobody, and the waiting request is served by QB.
 * "phi3:mini" is asked for as "phi3:mini:latest"; the alias "default" is created through the admin API.
 * The fake D reports "disc-a" and "disc-b" but is registered only for "disc-a"; discovery adds "disc-b".
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -28,6 +32,8 @@ def fakes() -> Iterator[dict[str, BackgroundServer]]:
         "a": BackgroundServer(create_fake_ollama_app(models=["dr", "small", "phi3:mini"])).start(),
         "b": BackgroundServer(create_fake_ollama_app(models=["dr"])).start(),
         "d": BackgroundServer(create_fake_ollama_app(models=["disc-a", "disc-b"])).start(),
+        "qa": BackgroundServer(create_fake_ollama_app(models=["dq"])).start(),
+        "qb": BackgroundServer(create_fake_ollama_app(models=["dq"])).start(),
     }
     yield servers
     for server in servers.values():
@@ -54,8 +60,14 @@ def hub(
             ollama("dr", fakes["b"].url, priority=1),
             ollama("phi3:mini", fakes["a"].url),
             ollama("disc-a", fakes["d"].url, discover_models=True),
+            ollama("dq", fakes["qa"].url, priority=0, max_concurrency=1),
+            ollama("dq", fakes["qb"].url, priority=1, max_concurrency=1),
         ],
-        "models": {"big": {"strategy": "priority", "fallbacks": ["small"]}, "dr": {"strategy": "priority"}},
+        "models": {
+            "big": {"strategy": "priority", "fallbacks": ["small"]},
+            "dr": {"strategy": "priority"},
+            "dq": {"strategy": "priority"},
+        },
     }
     env = {"INFERHUB_HEALTH_CHECK_INTERVAL_SECONDS": "0.5", "INFERHUB_DISCOVERY_INTERVAL_SECONDS": "0.5"}
     process = InferhubProcess(tmp_path_factory.mktemp("inferhub-fallback"), local_models=False, config=config, env=env)
@@ -176,6 +188,77 @@ def test_drain_finishes_in_flight_stream_and_moves_new_requests(http, hub, fakes
     assert enabled.json()["draining"] is False
     wait_for(lambda: chat(http, "dr").headers["x-inferhub-backend"] == a_id, "A to get traffic again")
     assert backend_status(hub, a_id) == "healthy"
+
+
+def in_flight(http: httpx.Client, backend: str) -> int:
+    return http.get(f"/api/llm-backends/{backend}").json()["live"]["in_flight"]
+
+
+def test_a_queued_request_is_not_handed_a_slot_on_a_drained_backend(http, hub, fakes, backend_id):
+    """Both backends busy, one request queued; drain QA and end its request: QA's slot goes to nobody."""
+    qa, qb = backend_id("dq", fakes["qa"].url), backend_id("dq", fakes["qb"].url)
+    slow = {"model": "dq", "messages": [{"role": "user", "content": "one two three"}], "stream": True}
+    for fake in (fakes["qa"], fakes["qb"]):
+        fake.app.state.chunk_delay = 60.0  # a stream holds its backend until its client goes away
+    with contextlib.ExitStack() as streams, ThreadPoolExecutor(1) as pool:
+        clients = {}
+        for name, backend in (("qa", qa), ("qb", qb)):
+            client = streams.enter_context(httpx.Client(base_url=hub.url, headers=hub.headers, timeout=30))
+            stream = streams.enter_context(client.stream("POST", "/v1/chat/completions", json=slow))
+            assert stream.headers["x-inferhub-backend"] == backend
+            lines = stream.iter_lines()  # kept: dropping the iterator would close the stream
+            next(line for line in lines if line.startswith("data: "))  # it is streaming
+            clients[name] = (client, lines)
+        for fake in (fakes["qa"], fakes["qb"]):
+            fake.app.state.chunk_delay = 0.0
+        queued = pool.submit(chat, http, "dq")
+        wait_for(lambda: http.get("/api/queue").json()["depth"].get("dq") == 1, "the request to queue")
+        assert http.post(f"/api/llm-backends/{qa}/drain").status_code == 200
+        wait_for(lambda: backend_status(hub, qa) == "draining", "the drain to reach the registry")
+        clients["qa"][0].close()  # the client goes away: QA's request ends and frees its slot
+        wait_for(lambda: in_flight(http, qa) == 0, "QA's slot to be freed rather than handed over")
+        assert not queued.done(), queued.result().headers.get("x-inferhub-backend")
+        assert http.get("/api/queue").json()["depth"].get("dq") == 1
+        clients["qb"][0].close()  # now QB frees its slot, and the queued request gets it
+        response = queued.result(timeout=30)
+    try:
+        assert response.status_code == 200, response.text
+        assert response.headers["x-inferhub-backend"] == qb
+        assert len(fakes["qa"].app.state.requests) == 1  # only the stream that was running before the drain
+    finally:
+        assert http.post(f"/api/llm-backends/{qa}/enable").status_code == 200
+
+
+def test_a_request_queued_only_for_a_drained_backend_is_routed_again(http, hub, fakes, backend_id):
+    """One backend left, busy, one request queued; drain it and end its request: the queued request is
+    answered at once with 503 naming the drain (there is no other backend and no fallback), not served there."""
+    qa, qb = backend_id("dq", fakes["qa"].url), backend_id("dq", fakes["qb"].url)
+    assert http.post(f"/api/llm-backends/{qb}/disable").status_code == 200
+    wait_for(lambda: backend_status(hub, qb) == "disabled", "QB to leave the registry's rotation")
+    slow = {"model": "dq", "messages": [{"role": "user", "content": "one two three"}], "stream": True}
+    fakes["qa"].app.state.chunk_delay = 60.0
+    before = len(fakes["qa"].app.state.requests)
+    try:
+        with httpx.Client(base_url=hub.url, headers=hub.headers, timeout=30) as client, ThreadPoolExecutor(1) as pool:
+            with client.stream("POST", "/v1/chat/completions", json=slow) as stream:
+                assert stream.headers["x-inferhub-backend"] == qa
+                lines = stream.iter_lines()  # kept: dropping the iterator would close the stream
+                next(line for line in lines if line.startswith("data: "))
+                fakes["qa"].app.state.chunk_delay = 0.0
+                queued = pool.submit(chat, http, "dq")
+                wait_for(lambda: http.get("/api/queue").json()["depth"].get("dq") == 1, "the request to queue")
+                assert http.post(f"/api/llm-backends/{qa}/drain").status_code == 200
+                wait_for(lambda: backend_status(hub, qa) == "draining", "the drain to reach the registry")
+                client.close()
+            response = queued.result(timeout=30)
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+        assert error["code"] == "no_backend_available" and "draining" in error["message"]
+        assert len(fakes["qa"].app.state.requests) == before + 1  # the stream only
+    finally:
+        fakes["qa"].app.state.chunk_delay = 0.0
+        assert http.post(f"/api/llm-backends/{qa}/enable").status_code == 200
+        assert http.post(f"/api/llm-backends/{qb}/enable").status_code == 200
 
 
 # -- aliases and :latest ----------------------------------------------------------------------------

@@ -139,20 +139,35 @@ def test_a_hung_node_times_out_and_requests_succeed_elsewhere(hub: InferhubProce
     ids = _backend_ids(hub)
     victim = llamas[1]
     victim_id = ids[victim.url]
+    admin = httpx.Client(base_url=hub.url, headers=hub.headers, timeout=30)
+    # The hung node first in the order, so the first requests are sure to meet it before a health check
+    # (3 s timeout) takes it out of the rotation; after it the other two.
+    assert admin.put(f"/api/model-routes/{MODEL}", json={"strategy": "priority"}).status_code == 200
+    assert admin.patch(f"/api/llm-backends/{victim_id}", json={"priority": -1}).status_code == 200
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 3}
+    _wait(lambda: admin.post("/v1/chat/completions", json=body).headers.get("x-inferhub-backend") == victim_id)
+    started = len(hub.log_events())
     victim.pause()
     try:
         with Load(hub) as load:
             _wait(lambda: load.ok >= 12, timeout=120)
             _wait(lambda: _status(hub, victim_id) == "unhealthy", timeout=30)
         assert load.failed == []
-        events = hub.log_events()
-        fell_back = [
+        events = hub.log_events()[started:]
+        timed_out = [
             e for e in events if e["event"] == "backend_failed_falling_back" and e["from_backend"] == victim_id
         ]
-        timeouts = [e for e in events if e["event"] == "backend_unhealthy" and e["backend"] == victim_id]
-        assert fell_back or timeouts
+        # Requests did time out on the hung node, and each was sent on to another node...
+        assert timed_out, "no request timed out on the hung node and fell back"
+        assert all(e["code"] == "backend_timeout" for e in timed_out), timed_out
+        assert all(e["to_backend"] in set(ids.values()) - {victim_id} for e in timed_out), timed_out
+        # ...which answered it: every request of the load succeeded, none of them on the hung node.
+        assert load.by_backend[victim_id] == 0 and load.ok >= 12
     finally:
         victim.resume()
+        admin.delete(f"/api/model-routes/{MODEL}")
+        admin.patch(f"/api/llm-backends/{victim_id}", json={"priority": 0})
+        admin.close()
     _wait(lambda: _status(hub, victim_id) == "healthy", timeout=60)
 
 

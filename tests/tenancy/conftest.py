@@ -7,16 +7,20 @@ sibling module; the ``kit`` fixture hands out this module's helpers instead (``k
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import httpx
+import psycopg
 import pytest
 
 from fakes import BackgroundServer, create_fake_ollama_app
 
 PLATFORM_KEY = "ih-test-admin-key-tenancy"
 PASSWORD = "correct-horse-battery-staple"
+T = TypeVar("T")
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 10.0, interval: float = 0.05) -> Any:
@@ -96,6 +100,48 @@ def avoid_minute_boundary(margin: float = 20.0) -> None:
         time.sleep(left + 0.2)
 
 
+def database(hub: Any, **options: Any) -> psycopg.Connection:
+    """A connection to the embedded PostgreSQL of an ``InferhubProcess``."""
+    return psycopg.connect(f"postgresql://postgres@/inferhub?host={hub.home / 'postgres'}", **options)
+
+
+@contextmanager
+def reloads_held(hub: Any, cached_table: str, row: tuple[str, int], change: Callable[[], T]) -> Iterator[T]:
+    """Run ``change`` (an admin call) so that it commits while the replica cannot reload ``cached_table``.
+
+    The replica hears the change's NOTIFY at once, but its reload waits behind an ``ACCESS EXCLUSIVE`` lock
+    on the table, granted the moment the change commits and held until the block ends. Inside the block the
+    replica knows of the change only if it applied its own write to its cache; NOTIFY cannot have done it.
+    To pause the change between taking its table lock and committing, ``row`` (table, id), a row the change
+    must lock, is held ``FOR UPDATE`` until the table lock is queued behind it. No step depends on timing.
+    """
+    table, row_id = row
+
+    def waiting(observer: psycopg.Connection) -> int:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        return observer.execute(query).fetchone()[0]
+
+    with (
+        database(hub) as holder,
+        database(hub) as locker,
+        database(hub, autocommit=True) as observer,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        holder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", (row_id,))
+        changed = pool.submit(change)
+        wait_until(lambda: changed.done() or waiting(observer) >= 1, f"the change to wait for the {table} row", 30)
+        assert not changed.done(), f"the change did not touch {table} {row_id}: {changed.result()}"
+        locked = pool.submit(locker.execute, f"LOCK TABLE {cached_table} IN ACCESS EXCLUSIVE MODE")
+        wait_until(lambda: waiting(observer) >= 2, f"the lock on {cached_table} to queue behind the change", 30)
+        holder.rollback()  # the change goes on and commits; the table lock is granted before any reload
+        result = changed.result(timeout=60)
+        locked.result(timeout=60)
+        try:
+            yield result
+        finally:
+            locker.rollback()
+
+
 class Api:
     """The admin API as one principal sees it (an admin-scoped key or a login JWT)."""
 
@@ -160,6 +206,8 @@ class _Kit:
     start_fake_ollama = staticmethod(start_fake_ollama)
     fast_env = staticmethod(fast_env)
     avoid_minute_boundary = staticmethod(avoid_minute_boundary)
+    database = staticmethod(database)
+    reloads_held = staticmethod(reloads_held)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Admin users: password login (argon2id hashes), the session JWT as Bearer token or cookie, tampered and
-expired sessions, disabled users, and a tenant_admin session limited to its tenant.
+expired sessions, disabled and deleted users (whose sessions end at once), and a tenant_admin session limited
+to its tenant.
 """
 
 from __future__ import annotations
@@ -193,6 +194,55 @@ def test_disabled_or_deleted_user_cannot_log_in(hub, platform, tenants, kit):
     assert login(hub, "soon-disabled", "a-brand-new-password").status_code == 200
     assert platform.request("DELETE", f"/api/admin-users/{user['id']}").status_code == 204
     kit.assert_openai_error(login(hub, "soon-disabled", "a-brand-new-password"), 401, "invalid_credentials")
+
+
+def _session_refused(hub: InferhubProcess, kit, token: str) -> None:
+    for response in (
+        me(hub, token=token),
+        me(hub, cookie=token),
+        httpx.get(f"{hub.url}/api/tenants", headers={"Authorization": f"Bearer {token}"}, timeout=30),
+    ):
+        error = kit.assert_openai_error(response, 401, "session_revoked")
+        assert "log in again" in error["message"]
+
+
+def test_a_disabled_or_deleted_user_loses_their_session_on_the_next_request(hub, platform, kit):
+    user = platform.user("session-holder", platform.tenant("login-sessions")["id"])
+    token = login(hub, "session-holder", kit.PASSWORD).json()["access_token"]
+    assert me(hub, token=token).status_code == 200
+    path = f"/api/admin-users/{user['id']}"
+    disable = lambda: platform.ok("PATCH", path, json={"disabled": True})  # noqa: E731
+    with kit.reloads_held(hub, "admin_users", ("admin_users", user["id"]), disable):
+        _session_refused(hub, kit, token)  # this replica disabled the user: no wait for NOTIFY
+    platform.ok("PATCH", path, json={"disabled": False})
+    assert me(hub, token=token).status_code == 200  # enabled again, the unexpired session is good again
+    delete = lambda: platform.request("DELETE", path)  # noqa: E731
+    with kit.reloads_held(hub, "admin_users", ("admin_users", user["id"]), delete) as deleted:
+        _session_refused(hub, kit, token)
+    assert deleted.status_code == 204
+
+
+def test_a_user_disabled_elsewhere_loses_their_session_once_notified(hub, platform, kit):
+    """Another replica's change arrives by NOTIFY (simulated: the row changed in SQL, then the notification)."""
+    user = platform.user("far-away", platform.tenant("login-far-away")["id"])
+    token = login(hub, "far-away", kit.PASSWORD).json()["access_token"]
+    assert me(hub, token=token).status_code == 200
+    with kit.database(hub) as conn:
+        conn.execute("UPDATE admin_users SET disabled = true WHERE id = %s", (user["id"],))
+        conn.execute("SELECT pg_notify('inferhub_changes', 'admin_users')")
+    kit.wait_until(lambda: me(hub, token=token).status_code == 401, "the NOTIFY to reach the replica", 15)
+    _session_refused(hub, kit, token)
+
+
+def test_deleting_a_tenant_ends_its_admins_sessions(hub, platform, kit):
+    doomed = platform.tenant("login-doomed")
+    user = platform.user("doomed-owner", doomed["id"])
+    token = login(hub, "doomed-owner", kit.PASSWORD).json()["access_token"]
+    assert me(hub, token=token).status_code == 200
+    delete = lambda: platform.request("DELETE", f"/api/tenants/{doomed['id']}")  # noqa: E731
+    with kit.reloads_held(hub, "admin_users", ("admin_users", user["id"]), delete) as deleted:
+        _session_refused(hub, kit, token)
+    assert deleted.status_code == 204
 
 
 def test_tenant_admin_session_is_limited_to_its_tenant(hub, tenants, kit):

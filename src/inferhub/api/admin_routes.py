@@ -9,11 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from inferhub.api.context import AppContext, context_of
+from inferhub.api.params import (
+    INT_MAX,
+    NAME_LENGTH,
+    AdminBody,
+    ModelPath,
+    QueryBigId,
+    QueryText,
+    RowId,
+    in_thread,
+    no_nul,
+)
 from inferhub.api.principal import admin_principal
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import APIError, NotFound
@@ -23,45 +33,57 @@ from inferhub.store.backends import BackendRecord
 router = APIRouter(prefix="/api", tags=["Admin: registry"])
 
 
-class BackendPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_URL_LENGTH = 500  # llm_backends.endpoint_url is varchar(500)
 
+
+class BackendPatch(AdminBody):
     api_key: str | None = Field(default=None, repr=False)
     basic_auth_username: str | None = None
     basic_auth_password: str | None = Field(default=None, repr=False)
     headers: dict[str, str] | None = Field(default=None, repr=False)
     clear_credentials: bool | None = None
-    model_name: str | None = None
+    model_name: str | None = Field(default=None, min_length=1, max_length=NAME_LENGTH)
     backend_type: BackendType | None = None
-    endpoint_url: str | None = None
-    upstream_model: str | None = None
+    endpoint_url: str | None = Field(default=None, max_length=_URL_LENGTH)
+    upstream_model: str | None = Field(default=None, max_length=NAME_LENGTH)
     enabled: bool | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT_MAX)
     temperature_default: float | None = Field(default=None, ge=0, le=2)
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
     description: str | None = None
     weight: int | None = Field(default=None, ge=1, le=1000)
-    priority: int | None = None
-    max_concurrency: int | None = Field(default=None, ge=1)
+    priority: int | None = Field(default=None, ge=-INT_MAX, le=INT_MAX)
+    max_concurrency: int | None = Field(default=None, ge=1, le=INT_MAX)
     draining: bool | None = None
     discover_models: bool | None = None
 
 
 class NewBackend(BackendConfig):
-    model_config = ConfigDict(extra="forbid")
+    """A backend added through the API: the config file's shape, held to what the columns can store."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    model_name: str = Field(min_length=1, max_length=NAME_LENGTH)
+    endpoint_url: str = Field(max_length=_URL_LENGTH)
+    upstream_model: str | None = Field(default=None, max_length=NAME_LENGTH)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT_MAX)
+    timeout_seconds: float = Field(default=120.0, gt=0, le=86400)
+    priority: int = Field(default=0, ge=-INT_MAX, le=INT_MAX)
+    max_concurrency: int | None = Field(default=None, ge=1, le=INT_MAX)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return no_nul(value)
 
 
-class RouteBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RouteBody(AdminBody):
     strategy: Strategy = "least-busy"
     fallbacks: list[str] = Field(default_factory=list)
 
 
-class AliasBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(min_length=1)
+class AliasBody(AdminBody):
+    model: str = Field(min_length=1, max_length=NAME_LENGTH)
 
 
 def _admin(request: Request) -> tuple[AppContext, str]:
@@ -98,7 +120,7 @@ def _check_url(url: str) -> str:
 @router.get("/llm-backends")
 async def list_backends(request: Request):
     context, _ = _admin(request)
-    records = await run_in_threadpool(context.config.list_backends)
+    records = await in_thread(context.config.list_backends)
     return ORJSONResponse({"data": [_live(context, r) for r in records]})
 
 
@@ -107,7 +129,7 @@ async def create_backend(request: Request, body: NewBackend):
     context, actor = _admin(request)
     config = BackendConfig(**{**body.model_dump(), "endpoint_url": _check_url(body.endpoint_url)})
     try:
-        record = await run_in_threadpool(context.config.add_backend, config, actor)
+        record = await in_thread(context.config.add_backend, config, actor)
     except IntegrityError:
         raise APIError(f"a backend for {body.model_name} at {body.endpoint_url} already exists",
                        status_code=409, code="conflict") from None  # fmt: skip
@@ -115,14 +137,14 @@ async def create_backend(request: Request, body: NewBackend):
 
 
 async def _get(context: AppContext, backend_id: int) -> BackendRecord:
-    record = await run_in_threadpool(context.config.get_backend, backend_id)
+    record = await in_thread(context.config.get_backend, backend_id)
     if record is None:
         raise NotFound(f"no backend with id {backend_id}", code="backend_not_found")
     return record
 
 
 @router.get("/llm-backends/{backend_id}")
-async def get_backend(request: Request, backend_id: int):
+async def get_backend(request: Request, backend_id: RowId):
     context, _ = _admin(request)
     return ORJSONResponse(_live(context, await _get(context, backend_id)))
 
@@ -132,7 +154,7 @@ async def _update(request: Request, backend_id: int, changes: dict[str, Any], ac
     if "endpoint_url" in changes:
         changes["endpoint_url"] = _check_url(changes["endpoint_url"])
     try:
-        record = await run_in_threadpool(context.config.update_backend, backend_id, changes, actor, action)
+        record = await in_thread(context.config.update_backend, backend_id, changes, actor, action)
     except IntegrityError:
         raise APIError("another backend already serves that model at that URL", status_code=409,
                        code="conflict") from None  # fmt: skip
@@ -142,7 +164,7 @@ async def _update(request: Request, backend_id: int, changes: dict[str, Any], ac
 
 
 @router.patch("/llm-backends/{backend_id}")
-async def patch_backend(request: Request, backend_id: int, body: BackendPatch):
+async def patch_backend(request: Request, backend_id: RowId, body: BackendPatch):
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         raise APIError("nothing to change: send at least one field", code="empty_patch")
@@ -150,25 +172,25 @@ async def patch_backend(request: Request, backend_id: int, body: BackendPatch):
 
 
 @router.post("/llm-backends/{backend_id}/enable")
-async def enable_backend(request: Request, backend_id: int):
+async def enable_backend(request: Request, backend_id: RowId):
     return await _update(request, backend_id, {"enabled": True, "draining": False}, "enable")
 
 
 @router.post("/llm-backends/{backend_id}/disable")
-async def disable_backend(request: Request, backend_id: int):
+async def disable_backend(request: Request, backend_id: RowId):
     return await _update(request, backend_id, {"enabled": False}, "disable")
 
 
 @router.post("/llm-backends/{backend_id}/drain")
-async def drain_backend(request: Request, backend_id: int):
+async def drain_backend(request: Request, backend_id: RowId):
     """No new requests go to the backend; requests already on it finish."""
     return await _update(request, backend_id, {"draining": True}, "drain")
 
 
 @router.delete("/llm-backends/{backend_id}", status_code=204)
-async def delete_backend(request: Request, backend_id: int):
+async def delete_backend(request: Request, backend_id: RowId):
     context, actor = _admin(request)
-    if not await run_in_threadpool(context.config.remove_backend, backend_id, actor):
+    if not await in_thread(context.config.remove_backend, backend_id, actor):
         raise NotFound(f"no backend with id {backend_id}", code="backend_not_found")
     return Response(status_code=204)
 
@@ -176,25 +198,25 @@ async def delete_backend(request: Request, backend_id: int):
 @router.get("/model-routes")
 async def list_routes(request: Request):
     context, _ = _admin(request)
-    routes = await run_in_threadpool(context.config.list_routes)
-    aliases = await run_in_threadpool(context.config.list_aliases)
+    routes = await in_thread(context.config.list_routes)
+    aliases = await in_thread(context.config.list_aliases)
     return ORJSONResponse({"data": [r.public() for r in routes], "aliases": aliases,
                            "default_strategy": context.registry.defaults.strategy})  # fmt: skip
 
 
 @router.put("/model-routes/{model:path}")
-async def put_route(request: Request, model: str, body: RouteBody):
+async def put_route(request: Request, model: ModelPath, body: RouteBody):
     context, actor = _admin(request)
-    route = await run_in_threadpool(
+    route = await in_thread(
         context.config.set_route, model, ModelRouteConfig(strategy=body.strategy, fallbacks=body.fallbacks), actor
     )
     return ORJSONResponse(route.public())
 
 
 @router.delete("/model-routes/{model:path}", status_code=204)
-async def delete_route(request: Request, model: str):
+async def delete_route(request: Request, model: ModelPath):
     context, actor = _admin(request)
-    if not await run_in_threadpool(context.config.delete_route, model, actor):
+    if not await in_thread(context.config.delete_route, model, actor):
         raise NotFound(f"no route for model {model!r}")
     return Response(status_code=204)
 
@@ -202,20 +224,20 @@ async def delete_route(request: Request, model: str):
 @router.get("/model-aliases")
 async def list_aliases(request: Request):
     context, _ = _admin(request)
-    return ORJSONResponse({"data": await run_in_threadpool(context.config.list_aliases)})
+    return ORJSONResponse({"data": await in_thread(context.config.list_aliases)})
 
 
 @router.put("/model-aliases/{alias:path}")
-async def put_alias(request: Request, alias: str, body: AliasBody):
+async def put_alias(request: Request, alias: ModelPath, body: AliasBody):
     context, actor = _admin(request)
-    await run_in_threadpool(context.config.set_alias, alias, body.model, actor)
+    await in_thread(context.config.set_alias, alias, body.model, actor)
     return ORJSONResponse({"alias": alias, "model": body.model})
 
 
 @router.delete("/model-aliases/{alias:path}", status_code=204)
-async def delete_alias(request: Request, alias: str):
+async def delete_alias(request: Request, alias: ModelPath):
     context, actor = _admin(request)
-    if not await run_in_threadpool(context.config.delete_alias, alias, actor):
+    if not await in_thread(context.config.delete_alias, alias, actor):
         raise NotFound(f"no alias {alias!r}")
     return Response(status_code=204)
 
@@ -223,14 +245,14 @@ async def delete_alias(request: Request, alias: str):
 @router.get("/audit-log")
 async def audit_log(
     request: Request,
-    entity_type: str | None = None,
-    entity_id: str | None = None,
-    actor: str | None = None,
+    entity_type: QueryText = None,
+    entity_id: QueryText = None,
+    actor: QueryText = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    before_id: int | None = Query(default=None, ge=1),
+    before_id: QueryBigId = None,
 ):
     context, _ = _admin(request)
-    rows = await run_in_threadpool(
+    rows = await in_thread(
         context.config.audit_log, entity_type=entity_type, entity_id=entity_id, actor=actor, limit=limit,
         before_id=before_id,
     )  # fmt: skip

@@ -10,10 +10,10 @@ import structlog
 from fastapi import Request
 
 from inferhub.errors import APIError
-from inferhub.gateway.auth import KeyCache, require_scope
+from inferhub.gateway.auth import AdminUserCache, KeyCache, require_scope
 from inferhub.gateway.pipeline import Gateway, RequestMeta, Routed
 from inferhub.gateway.registry import BackendRegistry
-from inferhub.store.keys import KeyRecord
+from inferhub.store.keys import KeyRecord, fair_queue_weight
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -37,6 +37,7 @@ class AppContext:
     default_embedding_model: str | None = None
     job_max_attempts: int = 5
     admin_token_minutes: int = 60
+    admin_users: AdminUserCache | None = None  # who may hold an admin session (None without a database)
 
 
 def context_of(request: Request) -> AppContext:
@@ -47,6 +48,7 @@ def authenticate(request: Request, scope: str = "inference") -> KeyRecord:
     record = context_of(request).keys.authenticate(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
+    request.state.caller = record  # known, if not yet allowed: a refused inference request is billed to it
     require_scope(record, scope)
     request.state.key = record
     structlog.contextvars.bind_contextvars(key_prefix=record.prefix, tenant=_tenant_name(request, record))
@@ -66,7 +68,11 @@ _PRIORITIES = {"low": -10, "normal": 0, "high": 10}
 
 
 def request_meta(request: Request) -> RequestMeta:
-    """Fair-queue party, priority (``X-Priority: low|normal|high`` or -100..100) and affinity key."""
+    """Fair-queue party and weight, priority (``X-Priority: low|normal|high`` or -100..100) and affinity key.
+
+    The party is the key's tenant (a key without a tenant is its own party); its weight, the ``weight``
+    in the tenant's (or that key's) limits, is how many turns in a row it gets in a saturated model's queue.
+    """
     record: KeyRecord | None = getattr(request.state, "key", None)
     raw = request.headers.get("x-priority", "").strip().lower()
     if raw in _PRIORITIES:
@@ -79,10 +85,16 @@ def request_meta(request: Request) -> RequestMeta:
         priority = 0
     if record is None:
         return RequestMeta(priority=priority, affinity_key=request.headers.get("x-session-id") or None)
-    party = f"tenant:{record.tenant_id}" if record.tenant_id is not None else f"key:{record.id}"
+    if record.tenant_id is None:
+        party, weight = f"key:{record.id}", fair_queue_weight(record.limits)
+    else:
+        meter = context_of(request).meter
+        tenant = meter.tenants.get(record.tenant_id) if meter is not None else None
+        party, weight = f"tenant:{record.tenant_id}", fair_queue_weight(tenant.limits) if tenant else 1
     return RequestMeta(
         party=party,
         priority=max(-100, min(100, priority + record.priority)),
+        weight=weight,
         affinity_key=request.headers.get("x-session-id") or None,
     )
 

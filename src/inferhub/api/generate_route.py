@@ -14,16 +14,17 @@ router = APIRouter(tags=["Shortcut"])
 
 
 @router.post("/generate", openapi_extra=body_schema("GenerateRequest"))
+@inference.metered("/generate")
 async def generate(request: Request):
     authenticate(request)
-    body = validation.parse_json_object(await request.body())
+    body = request.state.body = validation.parse_json_object(await request.body())
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequest("prompt: expected a non-empty string", param="prompt", code="invalid_value")
     validation.optional_positive_int(body, "max_tokens")
     validation.optional_number(body, "temperature", 0, 2)
     context = context_of(request)
-    model = body.get("model") or pick_default_chat_model(context)
+    model = validation.require_model(body) if body.get("model") not in (None, "") else pick_default_chat_model(context)
     messages = []
     if isinstance(body.get("system"), str):
         messages.append({"role": "system", "content": body["system"]})

@@ -1,11 +1,15 @@
 """Every inference route goes through here: meter (allow-list, limits) → pipeline → meter (usage, cost).
 
-Keeps the OpenAI, Ollama and ``/generate`` routes to parsing and shaping only.
+Keeps the OpenAI, Ollama and ``/generate`` routes to parsing and shaping only. ``metered``
+wraps those routes so that a request refused before it reached the meter (bad input, a
+missing scope, a body over the size limit) still leaves its usage record once its key
+is known.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -24,8 +28,45 @@ async def _begin(request: Request, model: str, endpoint: str) -> Ticket | None:
     if meter is None or key is None:
         return None
     client = request.client.host if request.client else None
-    size = int(request.headers.get("content-length") or 0)
-    return await meter.begin(key, endpoint=endpoint, model=model, client_ip=client, request_bytes=size)
+    request.state.metered = True  # from here on the meter records the request, refused (429, 403) or not
+    return await meter.begin(key, endpoint=endpoint, model=model, client_ip=client, request_bytes=_size(request))
+
+
+def _size(request: Request) -> int:
+    length = request.headers.get("content-length") or ""
+    return int(length) if length.isdigit() else 0
+
+
+Route = Callable[[Request], Awaitable[Any]]
+
+
+def metered(endpoint: str) -> Callable[[Route], Route]:
+    """Decorate an inference route: an error raised before the meter saw the request is recorded too."""
+
+    def decorate(route: Route) -> Route:
+        @functools.wraps(route)
+        async def wrapper(request: Request) -> Any:
+            try:
+                return await route(request)
+            except APIError as exc:
+                await _record_refusal(request, endpoint, exc)
+                raise
+
+        return wrapper
+
+    return decorate
+
+
+async def _record_refusal(request: Request, endpoint: str, exc: APIError) -> None:
+    meter = context_of(request).meter
+    key = getattr(request.state, "caller", None)  # the key, even if it lacked the scope
+    if meter is None or key is None or getattr(request.state, "metered", False):
+        return  # no key to bill it to, or the meter has recorded it already
+    body = getattr(request.state, "body", None)
+    model = body.get("model") if isinstance(body, dict) else None
+    client = request.client.host if request.client else None
+    await meter.refused(key, endpoint=endpoint, model=model if isinstance(model, str) else "",
+                        status=exc.status_code, client_ip=client, request_bytes=_size(request))  # fmt: skip
 
 
 def _prompt_of(body: dict[str, Any]) -> Any:

@@ -28,10 +28,13 @@ NDJSON = "application/x-ndjson"
 
 
 async def _read(request: Request) -> dict:
-    return validation.parse_json_object(await request.body())
+    body = validation.parse_json_object(await request.body())
+    request.state.body = body  # for the usage record of a request refused by validation
+    return body
 
 
 @router.post("/chat", openapi_extra=body_schema("OllamaChatRequest"))
+@inference.metered("/api/chat")
 async def chat(request: Request):
     authenticate(request)
     body = await _read(request)
@@ -42,6 +45,7 @@ async def chat(request: Request):
 
 
 @router.post("/generate", openapi_extra=body_schema("OllamaGenerateRequest"))
+@inference.metered("/api/generate")
 async def generate(request: Request):
     authenticate(request)
     body = await _read(request)
@@ -56,6 +60,7 @@ async def generate(request: Request):
 
 
 @router.post("/embed", openapi_extra=body_schema("OllamaEmbedRequest"))
+@inference.metered("/api/embed")
 async def embed(request: Request):
     authenticate(request)
     body = await _read(request)
@@ -77,6 +82,7 @@ async def embed(request: Request):
 
 
 @router.post("/embeddings")
+@inference.metered("/api/embeddings")
 async def embeddings_legacy(request: Request):
     """The older single-prompt form: ``{"model", "prompt"}`` → ``{"embedding": [...]}``."""
     authenticate(request)

@@ -17,10 +17,13 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
 
 async def _read(request: Request) -> dict:
-    return validation.parse_json_object(await request.body())
+    body = validation.parse_json_object(await request.body())
+    request.state.body = body  # for the usage record of a request refused by validation
+    return body
 
 
 @router.post("/chat/completions", openapi_extra=body_schema("ChatCompletionRequest"))
+@inference.metered("/v1/chat/completions")
 async def chat_completions(request: Request):
     authenticate(request)
     body = await _read(request)
@@ -33,6 +36,7 @@ async def chat_completions(request: Request):
 
 
 @router.post("/completions", openapi_extra=body_schema("CompletionRequest"))
+@inference.metered("/v1/completions")
 async def completions(request: Request):
     authenticate(request)
     body = await _read(request)
@@ -41,6 +45,7 @@ async def completions(request: Request):
 
 
 @router.post("/embeddings", openapi_extra=body_schema("EmbeddingRequest"))
+@inference.metered("/v1/embeddings")
 async def embeddings(request: Request):
     authenticate(request)
     body = await _read(request)

@@ -3,7 +3,7 @@
 Accepted credentials: an API key with the ``admin`` scope (a key without a tenant
 is a platform admin; a key of a tenant is that tenant's admin), or the JWT from
 ``POST /api/auth/login`` (``Authorization: Bearer <jwt>`` or the ``inferhub_session``
-cookie set by the dashboard).
+cookie set by the dashboard) while its user exists and is enabled.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi import Request
 
 from inferhub.api.context import authenticate
 from inferhub.errors import AuthenticationFailed, NotFound, PermissionDenied
+from inferhub.store.tenants import AdminUserRecord
 
 SESSION_COOKIE = "inferhub_session"
 _ALGORITHM = "HS256"
@@ -72,13 +73,31 @@ def admin_principal(request: Request) -> Principal:
             raise AuthenticationFailed("the admin session has expired; log in again", code="session_expired") from None
         except jwt.InvalidTokenError:
             raise AuthenticationFailed("invalid admin session token", code="invalid_session") from None
-        structlog.contextvars.bind_contextvars(admin_user=claims["sub"])
-        return Principal(f"user:{claims['sub']}", claims["role"], claims.get("tenant_id"))
+        user = _session_user(request, claims)
+        structlog.contextvars.bind_contextvars(admin_user=user.username)
+        return Principal(f"user:{user.username}", user.role, user.tenant_id)
     record = authenticate(request, scope="admin")
     if "admin" not in record.scopes:
         raise PermissionDenied(f"API key {record.prefix}… lacks the 'admin' scope")
     role = "platform_admin" if record.tenant_id is None else "tenant_admin"
     return Principal(f"key:{record.prefix}", role, record.tenant_id)
+
+
+def _session_user(request: Request, claims: dict) -> AdminUserRecord:
+    """The user a valid token names, as this replica knows them now: a signature is not enough.
+
+    A user disabled or deleted since the token was issued is refused at once (the cache of admin
+    users is updated by this process's own writes and by NOTIFY from the others); role and tenant
+    come from the user, not from the token.
+    """
+    users = request.app.state.context.admin_users
+    user = users.by_id(claims.get("uid")) if users is not None else None
+    if user is None or user.disabled or user.username != claims.get("sub"):
+        raise AuthenticationFailed(
+            "this admin session is no longer valid (the user was disabled or removed); log in again",
+            code="session_revoked",
+        )
+    return user
 
 
 def _bearer(request: Request) -> str | None:

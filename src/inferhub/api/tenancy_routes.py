@@ -12,106 +12,106 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from inferhub.api.context import AppContext, context_of
+from inferhub.api.params import (
+    COST_MAX,
+    COUNT_MAX,
+    INT_MAX,
+    NAME_LENGTH,
+    AdminBody,
+    ModelPath,
+    Moment,
+    QueryBigId,
+    QueryId,
+    QueryStatus,
+    QueryText,
+    RowId,
+    Text,
+    in_thread,
+    query_moment,
+)
 from inferhub.api.principal import SESSION_COOKIE, Principal, admin_principal, issue_token
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import APIError, AuthenticationFailed, InvalidRequest, NotFound
-from inferhub.store.usage import GROUPS, month_bounds, parse_moment, to_csv
+from inferhub.store.keys import MAX_WEIGHT
+from inferhub.store.usage import GROUPS, month_bounds, to_csv
 
 router = APIRouter(prefix="/api", tags=["Admin: tenants, keys, usage"])
 
 
-class Limits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    rpm: int | None = Field(default=None, ge=0)
-    tpm: int | None = Field(default=None, ge=0)
-    concurrency: int | None = Field(default=None, ge=0)
-    daily_tokens: int | None = Field(default=None, ge=0)
-    monthly_tokens: int | None = Field(default=None, ge=0)
-    daily_cost: float | None = Field(default=None, ge=0)
-    monthly_cost: float | None = Field(default=None, ge=0)
+class Limits(AdminBody):
+    rpm: int | None = Field(default=None, ge=0, le=COUNT_MAX)
+    tpm: int | None = Field(default=None, ge=0, le=COUNT_MAX)
+    concurrency: int | None = Field(default=None, ge=0, le=COUNT_MAX)
+    daily_tokens: int | None = Field(default=None, ge=0, le=COUNT_MAX)
+    monthly_tokens: int | None = Field(default=None, ge=0, le=COUNT_MAX)
+    daily_cost: float | None = Field(default=None, ge=0, le=COST_MAX)
+    monthly_cost: float | None = Field(default=None, ge=0, le=COST_MAX)
+    weight: int | None = Field(default=None, ge=1, le=MAX_WEIGHT)  # fair-queue share, not a limit
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
 
 
 class Login(BaseModel):
-    username: str = Field(min_length=1)
-    password: str = Field(min_length=1)
+    username: Text = Field(min_length=1, max_length=NAME_LENGTH)
+    password: str = Field(min_length=1, repr=False)
 
 
-class NewTenant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+class NewTenant(AdminBody):
+    name: str = Field(min_length=1, max_length=NAME_LENGTH, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     limits: Limits = Field(default_factory=Limits)
     store_payloads: bool = False
 
 
-class TenantPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TenantPatch(AdminBody):
     description: str | None = None
     limits: Limits | None = None
     store_payloads: bool | None = None
 
 
-class NewKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
+class NewKey(AdminBody):
+    name: str = Field(min_length=1, max_length=NAME_LENGTH)
     scopes: list[str] = Field(default_factory=lambda: ["inference"])
     allowed_models: list[str] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
-    expires_at: datetime | None = None
-    expires_in_days: int | None = Field(default=None, ge=1)
+    expires_at: Moment | None = None
+    expires_in_days: int | None = Field(default=None, ge=1, le=36500)
     priority: int = Field(default=0, ge=-100, le=100)
 
 
-class KeyPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = None
+class KeyPatch(AdminBody):
+    name: str | None = Field(default=None, min_length=1, max_length=NAME_LENGTH)
     scopes: list[str] | None = None
     allowed_models: list[str] | None = None
     limits: Limits | None = None
-    expires_at: datetime | None = None
+    expires_at: Moment | None = None
     priority: int | None = Field(default=None, ge=-100, le=100)
 
 
-class Rotation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Rotation(AdminBody):
     grace_seconds: int = Field(default=86400, ge=0, le=90 * 86400)
 
 
-class NewUser(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    username: str = Field(min_length=1, max_length=200)
+class NewUser(AdminBody):
+    username: str = Field(min_length=1, max_length=NAME_LENGTH)
     password: str = Field(min_length=12, repr=False)
-    role: str = "tenant_admin"
-    tenant_id: int | None = None
+    role: str = Field(default="tenant_admin", max_length=30)
+    tenant_id: int | None = Field(default=None, ge=1, le=INT_MAX)
 
 
-class UserPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UserPatch(AdminBody):
     password: str | None = Field(default=None, min_length=12, repr=False)
     disabled: bool | None = None
 
 
-class PriceBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prompt_per_million: Decimal = Field(ge=0)
-    completion_per_million: Decimal = Field(ge=0)
+class PriceBody(AdminBody):
+    prompt_per_million: Decimal = Field(ge=0, lt=10**12)  # the column is numeric(18, 6)
+    completion_per_million: Decimal = Field(ge=0, lt=10**12)
 
 
 def _ctx(request: Request) -> tuple[AppContext, Principal]:
@@ -134,9 +134,11 @@ async def login(request: Request, body: Login):
     context = context_of(request)
     if context.admin is None:
         raise APIError("the admin API needs the database", status_code=503, code="admin_unavailable")
-    user = await run_in_threadpool(context.admin.users.verify, body.username, body.password)
+    user = await in_thread(context.admin.users.verify, body.username, body.password)
     if user is None:
         raise AuthenticationFailed("wrong username or password", code="invalid_credentials")
+    if context.admin_users is not None and context.admin_users.by_id(user.id) is None:
+        context.admin_users.put(user)  # created on another replica a moment ago: do not wait for its NOTIFY
     token, expires_in = issue_token(context.signing_key, user_id=user.id, username=user.username, role=user.role,
                                     tenant_id=user.tenant_id, minutes=context.admin_token_minutes)  # fmt: skip
     response = ORJSONResponse({"access_token": token, "token_type": "bearer", "expires_in": expires_in,
@@ -158,7 +160,7 @@ async def me(request: Request):
 @router.get("/tenants")
 async def list_tenants(request: Request):
     context, principal = _ctx(request)
-    tenants = await run_in_threadpool(context.admin.tenants.list)
+    tenants = await in_thread(context.admin.tenants.list)
     visible = [t.public() for t in tenants if principal.is_platform or t.id == principal.tenant_id]
     return ORJSONResponse({"data": visible})
 
@@ -168,7 +170,7 @@ async def create_tenant(request: Request, body: NewTenant):
     context, principal = _ctx(request)
     principal.require_platform()
     try:
-        tenant = await run_in_threadpool(lambda: context.admin.tenants.create(
+        tenant = await in_thread(lambda: context.admin.tenants.create(
             body.name, description=body.description, limits=body.limits.stored(),
             store_payloads=body.store_payloads, actor=principal.actor))  # fmt: skip
     except IntegrityError:
@@ -178,14 +180,14 @@ async def create_tenant(request: Request, body: NewTenant):
 
 async def _tenant(context: AppContext, principal: Principal, tenant_id: int):
     principal.require_tenant(tenant_id)
-    tenant = await run_in_threadpool(context.admin.tenants.get, tenant_id)
+    tenant = await in_thread(context.admin.tenants.get, tenant_id)
     if tenant is None:
         raise NotFound(f"no tenant with id {tenant_id}")
     return tenant
 
 
 @router.get("/tenants/{tenant_id}")
-async def get_tenant(request: Request, tenant_id: int):
+async def get_tenant(request: Request, tenant_id: RowId):
     context, principal = _ctx(request)
     tenant = await _tenant(context, principal, tenant_id)
     body = tenant.public()
@@ -197,26 +199,27 @@ async def get_tenant(request: Request, tenant_id: int):
 
 
 @router.patch("/tenants/{tenant_id}")
-async def patch_tenant(request: Request, tenant_id: int, body: TenantPatch):
+async def patch_tenant(request: Request, tenant_id: RowId, body: TenantPatch):
     context, principal = _ctx(request)
     principal.require_platform()
     changes = body.model_dump(exclude_unset=True)
     if "limits" in changes:
         changes["limits"] = body.limits.stored() if body.limits else {}
-    tenant = await run_in_threadpool(
-        lambda: context.admin.tenants.update(tenant_id, changes, actor=principal.actor)
-    )
+    tenant = await in_thread(lambda: context.admin.tenants.update(tenant_id, changes, actor=principal.actor))
     if tenant is None:
         raise NotFound(f"no tenant with id {tenant_id}")
     return ORJSONResponse(tenant.public())
 
 
 @router.delete("/tenants/{tenant_id}", status_code=204)
-async def delete_tenant(request: Request, tenant_id: int):
+async def delete_tenant(request: Request, tenant_id: RowId):
     context, principal = _ctx(request)
     principal.require_platform()
-    if not await run_in_threadpool(lambda: context.admin.tenants.delete(tenant_id, actor=principal.actor)):
+    if not await in_thread(lambda: context.admin.tenants.delete(tenant_id, actor=principal.actor)):
         raise NotFound(f"no tenant with id {tenant_id}")
+    context.keys.drop_where(lambda key: key.tenant_id == tenant_id)  # gone with it; NOTIFY tells the others
+    if context.admin_users is not None:
+        context.admin_users.drop_where(lambda user: user.tenant_id == tenant_id)
     return Response(status_code=204)
 
 
@@ -224,15 +227,15 @@ async def delete_tenant(request: Request, tenant_id: int):
 
 
 @router.get("/tenants/{tenant_id}/keys")
-async def list_keys(request: Request, tenant_id: int):
+async def list_keys(request: Request, tenant_id: RowId):
     context, principal = _ctx(request)
     await _tenant(context, principal, tenant_id)
-    keys = await run_in_threadpool(context.admin.keys.list_for_tenant, tenant_id)
+    keys = await in_thread(context.admin.keys.list_for_tenant, tenant_id)
     return ORJSONResponse({"data": [k.public() | {"active": k.active} for k in keys]})
 
 
 @router.post("/tenants/{tenant_id}/keys", status_code=201)
-async def create_key(request: Request, tenant_id: int, body: NewKey):
+async def create_key(request: Request, tenant_id: RowId, body: NewKey):
     context, principal = _ctx(request)
     await _tenant(context, principal, tenant_id)
     return await _create_key(context, principal, tenant_id, body)
@@ -244,7 +247,7 @@ async def _create_key(context: AppContext, principal: Principal, tenant_id: int 
     if body.expires_in_days:
         expires_at = datetime.now(UTC) + timedelta(days=body.expires_in_days)
     try:
-        plaintext, record = await run_in_threadpool(lambda: context.admin.keys.create(
+        plaintext, record = await in_thread(lambda: context.admin.keys.create(
             name or body.name, tuple(body.scopes), expires_at=expires_at, tenant_id=tenant_id,
             allowed_models=tuple(body.allowed_models), limits=body.limits.stored(), priority=body.priority,
             actor=principal.actor))  # fmt: skip
@@ -254,55 +257,52 @@ async def _create_key(context: AppContext, principal: Principal, tenant_id: int 
 
 
 async def _key(context: AppContext, principal: Principal, key_id: int):
-    record = await run_in_threadpool(context.admin.keys.get, key_id)
+    record = await in_thread(context.admin.keys.get, key_id)
     if record is None or not principal.sees(record.tenant_id):  # another tenant's key looks like a missing one
         raise NotFound(f"no key with id {key_id}")
     return record
 
 
 @router.get("/keys/{key_id}")
-async def get_key(request: Request, key_id: int):
+async def get_key(request: Request, key_id: RowId):
     context, principal = _ctx(request)
     record = await _key(context, principal, key_id)
     return ORJSONResponse(record.public() | {"active": record.active})
 
 
 @router.patch("/keys/{key_id}")
-async def patch_key(request: Request, key_id: int, body: KeyPatch):
+async def patch_key(request: Request, key_id: RowId, body: KeyPatch):
     context, principal = _ctx(request)
     await _key(context, principal, key_id)
     changes = body.model_dump(exclude_unset=True)
     if "limits" in changes:
         changes["limits"] = body.limits.stored() if body.limits else {}
     try:
-        record = await run_in_threadpool(lambda: context.admin.keys.update(key_id, changes, actor=principal.actor))
+        record = await in_thread(lambda: context.admin.keys.update(key_id, changes, actor=principal.actor))
     except ValueError as exc:
         raise _value_error(exc) from None
     return ORJSONResponse(record.public() | {"active": record.active})
 
 
 @router.delete("/keys/{key_id}")
-async def revoke_key(request: Request, key_id: int):
+async def revoke_key(request: Request, key_id: RowId):
     context, principal = _ctx(request)
     await _key(context, principal, key_id)
-    record = await run_in_threadpool(lambda: context.admin.keys.revoke(str(key_id), actor=principal.actor))
+    record = await in_thread(lambda: context.admin.keys.revoke(str(key_id), actor=principal.actor))
     return ORJSONResponse(record.public() | {"active": record.active})
 
 
 @router.post("/keys/{key_id}/rotate", status_code=201)
-async def rotate_key(request: Request, key_id: int, body: Rotation | None = None):
+async def rotate_key(request: Request, key_id: RowId, body: Rotation | None = None):
     """A new key with the same settings; the old one keeps working for ``grace_seconds``, then expires."""
     context, principal = _ctx(request)
-    old = await _key(context, principal, key_id)
+    await _key(context, principal, key_id)
     grace = (body or Rotation()).grace_seconds
-    new_body = NewKey(name=f"{old.name} (rotated)", scopes=list(old.scopes), allowed_models=list(old.allowed_models),
-                      limits=Limits(**old.limits), expires_at=old.expires_at, priority=old.priority)  # fmt: skip
-    response = await _create_key(context, principal, old.tenant_id, new_body)
-    expires = datetime.now(UTC) + timedelta(seconds=grace)
-    if old.expires_at is None or old.expires_at > expires:
-        await run_in_threadpool(lambda: context.admin.keys.update(
-            key_id, {"expires_at": expires}, actor=principal.actor, action="rotate"))  # fmt: skip
-    return response
+    rotated = await in_thread(lambda: context.admin.keys.rotate(key_id, grace, actor=principal.actor))
+    if rotated is None:
+        raise NotFound(f"no key with id {key_id}")
+    plaintext, record, _ = rotated
+    return ORJSONResponse({**record.public(), "key": plaintext}, status_code=201)
 
 
 # -- admin users ------------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ async def rotate_key(request: Request, key_id: int, body: Rotation | None = None
 @router.get("/admin-users")
 async def list_users(request: Request):
     context, principal = _ctx(request)
-    users = await run_in_threadpool(context.admin.users.list, None if principal.is_platform else principal.tenant_id)
+    users = await in_thread(context.admin.users.list, None if principal.is_platform else principal.tenant_id)
     return ORJSONResponse({"data": [u.public() for u in users]})
 
 
@@ -321,7 +321,7 @@ async def create_user(request: Request, body: NewUser):
     if not principal.is_platform and (body.role != "tenant_admin" or body.tenant_id != principal.tenant_id):
         raise NotFound("no such tenant")
     try:
-        user = await run_in_threadpool(lambda: context.admin.users.create(
+        user = await in_thread(lambda: context.admin.users.create(
             body.username, body.password, body.role, body.tenant_id, actor=principal.actor))  # fmt: skip
     except ValueError as exc:
         raise _value_error(exc) from None
@@ -332,13 +332,13 @@ async def create_user(request: Request, body: NewUser):
 
 
 @router.patch("/admin-users/{user_id}")
-async def patch_user(request: Request, user_id: int, body: UserPatch):
+async def patch_user(request: Request, user_id: RowId, body: UserPatch):
     context, principal = _ctx(request)
-    user = await run_in_threadpool(context.admin.users.get, user_id)
+    user = await in_thread(context.admin.users.get, user_id)
     if user is None or not principal.sees(user.tenant_id):  # another tenant's user looks like a missing one
         raise NotFound(f"no admin user with id {user_id}")
     try:
-        user = await run_in_threadpool(lambda: context.admin.users.update(
+        user = await in_thread(lambda: context.admin.users.update(
             user_id, body.model_dump(exclude_unset=True), actor=principal.actor))  # fmt: skip
     except ValueError as exc:
         raise _value_error(exc) from None
@@ -346,12 +346,12 @@ async def patch_user(request: Request, user_id: int, body: UserPatch):
 
 
 @router.delete("/admin-users/{user_id}", status_code=204)
-async def delete_user(request: Request, user_id: int):
+async def delete_user(request: Request, user_id: RowId):
     context, principal = _ctx(request)
-    user = await run_in_threadpool(context.admin.users.get, user_id)
+    user = await in_thread(context.admin.users.get, user_id)
     if user is None or not principal.sees(user.tenant_id):  # another tenant's user looks like a missing one
         raise NotFound(f"no admin user with id {user_id}")
-    await run_in_threadpool(lambda: context.admin.users.delete(user_id, actor=principal.actor))
+    await in_thread(lambda: context.admin.users.delete(user_id, actor=principal.actor))
     return Response(status_code=204)
 
 
@@ -361,17 +361,17 @@ async def delete_user(request: Request, user_id: int):
 @router.get("/prices")
 async def list_prices(request: Request):
     context, _ = _ctx(request)
-    prices = await run_in_threadpool(context.admin.usage.prices)
+    prices = await in_thread(context.admin.usage.prices)
     return ORJSONResponse({"data": [{"model": m, "prompt_per_million": str(p.prompt_per_million),
                                      "completion_per_million": str(p.completion_per_million)}
                                     for m, p in sorted(prices.items())]})  # fmt: skip
 
 
 @router.put("/prices/{model:path}")
-async def put_price(request: Request, model: str, body: PriceBody):
+async def put_price(request: Request, model: ModelPath, body: PriceBody):
     context, principal = _ctx(request)
     principal.require_platform()
-    await run_in_threadpool(lambda: context.admin.usage.set_price(
+    await in_thread(lambda: context.admin.usage.set_price(
         model, body.prompt_per_million, body.completion_per_million, actor=principal.actor))  # fmt: skip
     return ORJSONResponse({"model": model, "prompt_per_million": str(body.prompt_per_million),
                            "completion_per_million": str(body.completion_per_million)})  # fmt: skip
@@ -379,10 +379,7 @@ async def put_price(request: Request, model: str, body: PriceBody):
 
 def _period(start: str | None, end: str | None) -> tuple[datetime, datetime]:
     now = datetime.now(UTC)
-    try:
-        return parse_moment(start, now - timedelta(days=30)), parse_moment(end, now + timedelta(seconds=1))
-    except ValueError as exc:
-        raise _value_error(exc) from None
+    return query_moment(start, "from", now - timedelta(days=30)), query_moment(end, "to", now + timedelta(seconds=1))
 
 
 @router.get("/usage")
@@ -391,7 +388,7 @@ async def usage(
     group_by: str = Query(default="tenant"),
     start: str | None = Query(default=None, alias="from"),
     end: str | None = Query(default=None, alias="to"),
-    tenant_id: int | None = None,
+    tenant_id: QueryId = None,
     format: str = Query(default="json", pattern="^(json|csv)$"),
 ):
     context, principal = _ctx(request)
@@ -399,7 +396,7 @@ async def usage(
         raise InvalidRequest(f"group_by must be one of {', '.join(GROUPS)}", param="group_by")
     tenant = principal.scope_tenant(tenant_id)
     begin, finish = _period(start, end)
-    rows = await run_in_threadpool(context.admin.usage.summarize, group_by, begin, finish, tenant)
+    rows = await in_thread(context.admin.usage.summarize, group_by, begin, finish, tenant)
     if format == "csv":
         return Response(to_csv(rows), media_type="text/csv",
                         headers={"content-disposition": f'attachment; filename="usage-by-{group_by}.csv"'})  # fmt: skip
@@ -408,12 +405,12 @@ async def usage(
 
 @router.get("/usage.csv")
 async def usage_csv(request: Request, group_by: str = "tenant", start: str | None = Query(default=None, alias="from"),
-                    end: str | None = Query(default=None, alias="to"), tenant_id: int | None = None):  # fmt: skip
+                    end: str | None = Query(default=None, alias="to"), tenant_id: QueryId = None):  # fmt: skip
     return await usage(request, group_by=group_by, start=start, end=end, tenant_id=tenant_id, format="csv")
 
 
 @router.get("/tenants/{tenant_id}/statement")
-async def statement(request: Request, tenant_id: int, month: str = Query(pattern=r"^\d{4}-\d{2}$")):
+async def statement(request: Request, tenant_id: RowId, month: str = Query(pattern=r"^\d{4}-\d{2}$")):
     """The monthly statement: usage and cost per model, plus totals, for one tenant."""
     context, principal = _ctx(request)
     tenant = await _tenant(context, principal, tenant_id)
@@ -421,7 +418,7 @@ async def statement(request: Request, tenant_id: int, month: str = Query(pattern
         begin, finish = month_bounds(month)
     except ValueError as exc:
         raise _value_error(exc) from None
-    lines = await run_in_threadpool(context.admin.usage.summarize, "model", begin, finish, tenant_id)
+    lines = await in_thread(context.admin.usage.summarize, "model", begin, finish, tenant_id)
     total_cost = sum((Decimal(line["cost"]) for line in lines), Decimal(0))
     return ORJSONResponse({
         "tenant": {"id": tenant.id, "name": tenant.name}, "month": month, "from": begin.isoformat(),
@@ -436,21 +433,20 @@ async def statement(request: Request, tenant_id: int, month: str = Query(pattern
 @router.get("/request-log")
 async def request_log(
     request: Request,
-    tenant_id: int | None = None,
-    key_id: int | None = None,
-    model: str | None = None,
-    status: int | None = None,
+    tenant_id: QueryId = None,
+    key_id: QueryId = None,
+    model: QueryText = None,
+    status: QueryStatus = None,
     start: str | None = Query(default=None, alias="from"),
     end: str | None = Query(default=None, alias="to"),
     limit: int = Query(default=100, ge=1, le=1000),
-    before_id: int | None = Query(default=None, ge=1),
+    before_id: QueryBigId = None,
 ):
     """Who called what, when, from where, with which model and backend, sizes and status."""
     context, principal = _ctx(request)
     tenant = principal.scope_tenant(tenant_id)
-    begin = parse_moment(start, datetime(1970, 1, 1, tzinfo=UTC)) if start else None
-    finish = parse_moment(end, datetime.now(UTC)) if end else None
-    rows = await run_in_threadpool(lambda: context.admin.usage.request_log(
+    begin, finish = query_moment(start, "from"), query_moment(end, "to")
+    rows = await in_thread(lambda: context.admin.usage.request_log(
         tenant_id=tenant, key_id=key_id, model=model, status=status, start=begin, end=finish, limit=limit,
         before_id=before_id))  # fmt: skip
     if not principal.is_platform:

@@ -10,8 +10,9 @@ from typing import Any
 
 import orjson
 
-from inferhub.errors import InvalidRequest
+from inferhub.errors import InvalidRequest, ModelNotFound
 
+MODEL_NAME_LENGTH = 200  # model names are varchar(200) in the registry and the usage table
 _ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
 
 
@@ -26,9 +27,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
             code="invalid_json",
         ) from None
     if not isinstance(data, dict):
-        raise InvalidRequest(
-            f"the request body must be a JSON object, not {_json_type(data)}", code="invalid_json"
-        )
+        raise InvalidRequest(f"the request body must be a JSON object, not {_json_type(data)}", code="invalid_json")
     return data
 
 
@@ -49,6 +48,9 @@ def require_model(body: dict[str, Any]) -> str:
         raise InvalidRequest("model: this field is required", param="model", code="missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
         raise _invalid("model", f"expected a non-empty string, got {_json_type(model)}")
+    if len(model) > MODEL_NAME_LENGTH or "\x00" in model:
+        # No model has such a name, and the usage record could not store it.
+        raise ModelNotFound(f"The model {model[:MODEL_NAME_LENGTH]!r} does not exist", param="model")
     return model
 
 
@@ -94,9 +96,7 @@ def check_chat(body: dict[str, Any]) -> None:
     require_model(body)
     messages = body.get("messages")
     if messages is None:
-        raise InvalidRequest(
-            "messages: this field is required", param="messages", code="missing_required_parameter"
-        )
+        raise InvalidRequest("messages: this field is required", param="messages", code="missing_required_parameter")
     if not isinstance(messages, list):
         raise _invalid("messages", f"expected an array of messages, got {_json_type(messages)}")
     if not messages:

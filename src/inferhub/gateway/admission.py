@@ -3,7 +3,11 @@
 Each backend has a concurrency limit (``max_concurrency``, else the default). When
 every usable backend of a model is saturated the request waits in that model's
 FairQueue; when a request finishes, its slot is handed straight to the next
-waiter in fair order. A waiter that waits past its deadline gets 503 with
+waiter in fair order, if the backend is still in rotation. A slot freed on a
+backend that left the rotation meanwhile (drained, disabled, unhealthy, circuit
+open) goes to nobody, and waiters left with no backend in rotation are woken
+with ``None`` so the pipeline routes them again (another backend, a fallback, or
+a 503 naming why). A waiter that waits past its deadline gets 503 with
 ``Retry-After``.
 """
 
@@ -27,9 +31,16 @@ class QueueTimeout(UpstreamError):
 
 
 class AdmissionController:
-    def __init__(self, state_of: Callable[[Backend], BackendState], metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        state_of: Callable[[Backend], BackendState],
+        metrics: Metrics | None = None,
+        in_rotation: Callable[[Backend], bool] | None = None,
+    ) -> None:
         self._state_of = state_of
         self._metrics = metrics
+        self._in_rotation = in_rotation or (lambda backend: True)
+        self.total_rerouted = 0
         self._queues: dict[str, FairQueue] = {}
         self.total_wait_seconds = 0.0
         self.total_waited = 0
@@ -50,8 +61,11 @@ class AdmissionController:
         priority: int = 0,
         weight: int = 1,
         timeout: float = 30.0,
-    ) -> Backend:
-        """Reserve a slot on the first unsaturated backend in ``ordered``, or wait fairly for one."""
+    ) -> Backend | None:
+        """Reserve a slot on the first unsaturated backend in ``ordered``, or wait fairly for one.
+
+        None means the backends it waited for left the rotation: route the request again.
+        """
         for backend in ordered:
             state = self._state_of(backend)
             if not state.saturated:
@@ -60,7 +74,7 @@ class AdmissionController:
         queue = self._queues.setdefault(canonical_model_name(model), FairQueue())
         loop = asyncio.get_running_loop()
         waiter = Waiter(party=party, priority=priority, allowed=frozenset(b.id for b in ordered),
-                        future=loop.create_future(), weight=max(1, weight))  # fmt: skip
+                        future=loop.create_future(), weight=max(1, weight), candidates=tuple(ordered))  # fmt: skip
         queue.push(waiter)
         started = loop.time()
         try:
@@ -82,7 +96,8 @@ class AdmissionController:
         except asyncio.CancelledError:
             queue.remove(waiter)
             if waiter.future.done() and not waiter.future.cancelled():
-                self.release(waiter.future.result())
+                if (handed := waiter.future.result()) is not None:
+                    self.release(handed)
             else:
                 waiter.future.cancel()
             raise
@@ -94,15 +109,29 @@ class AdmissionController:
         return backend
 
     def release(self, backend: Backend) -> None:
-        """Free the slot, or hand it to the next waiter in fair order."""
+        """Free the slot, or hand it to the next waiter in fair order if the backend is still in rotation."""
         queue = self._queues.get(canonical_model_name(backend.model_name))
         state = self._state_of(backend)
-        if queue and len(queue) and state.in_flight <= state.max_concurrency:
-            waiter = queue.pop_for(backend.id)
-            if waiter is not None:
-                waiter.future.set_result(backend)  # the slot moves to the waiter; in_flight unchanged
+        if queue and len(queue):
+            if not self._in_rotation(backend):
+                state.in_flight = max(0, state.in_flight - 1)
+                self._reroute_stranded(queue)
                 return
+            if state.in_flight <= state.max_concurrency:
+                waiter = queue.pop_for(backend.id)
+                if waiter is not None:
+                    waiter.future.set_result(backend)  # the slot moves to the waiter; in_flight unchanged
+                    return
         state.in_flight = max(0, state.in_flight - 1)
+
+    def _reroute_stranded(self, queue: FairQueue) -> None:
+        """Wake, to be routed again, the waiters none of whose backends is still in rotation."""
+        for waiter in queue.waiters():
+            if waiter.future.done() or any(self._in_rotation(b) for b in waiter.candidates):
+                continue
+            queue.remove(waiter)
+            waiter.future.set_result(None)
+            self.total_rerouted += 1
 
     def offer_free_slots(self, backends: Sequence[Backend]) -> None:
         """Wake waiters when capacity appeared without a release (limit raised, backend back in rotation)."""

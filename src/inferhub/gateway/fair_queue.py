@@ -18,12 +18,15 @@ from inferhub.backends.base import Backend
 
 @dataclass(eq=False, slots=True)
 class Waiter:
+    """One queued request. Its future resolves to a backend slot, or to None: "route again"."""
+
     party: str
     priority: int
     allowed: frozenset[str]
-    future: asyncio.Future[Backend]
+    future: asyncio.Future[Backend | None]
     weight: int = 1
     enqueued_at: float = field(default_factory=time.monotonic)
+    candidates: tuple[Backend, ...] = ()  # the backends behind ``allowed``, as they were when it queued
 
 
 class _Class:
@@ -85,6 +88,10 @@ class FairQueue:
                     del self._classes[priority]
                 return chosen
         return None
+
+    def waiters(self) -> list[Waiter]:
+        """Every waiter, in no particular order."""
+        return [w for cls in self._classes.values() for ws in cls.parties.values() for w in ws]
 
     def oldest_wait(self) -> float:
         now = time.monotonic()

@@ -2,13 +2,14 @@
 
 ``begin`` checks the key's model allow-list and the limits of the key and its
 tenant (429 with OpenAI's rate-limit headers when over); ``finish`` computes the
-cost at today's price, counts the tokens against the limits and budgets, and
-leaves one usage record. Cost is fixed at record time, so a later price change
-does not rewrite history.
+cost at today's price, leaves one usage record and counts the tokens against the
+limits and budgets, even when the request's task is being cancelled. Cost is
+fixed at record time, so a later price change does not rewrite history.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 from inferhub.errors import APIError, PermissionDenied
 from inferhub.gateway.limits import Admission, Limiter, Scope
 from inferhub.gateway.usage_writer import UsageWriter
-from inferhub.store.keys import KeyRecord
+from inferhub.store.keys import WEIGHT, KeyRecord
 from inferhub.store.tenants import TenantRecord
 from inferhub.store.usage import Price, UsageRecord
 
@@ -78,6 +79,7 @@ class Meter:
         self.tenants = tenants
         self.prices = prices
         self.metrics = metrics
+        self._settling: set[asyncio.Task] = set()
 
     async def begin(self, key: KeyRecord, *, endpoint: str, model: str, client_ip: str | None = None,
                     request_bytes: int = 0, request_id: str | None = None) -> Ticket:  # fmt: skip
@@ -91,41 +93,98 @@ class Meter:
                     f"API key {key.prefix}… may not use model '{model}' (allowed: {', '.join(key.allowed_models)})",
                     code="model_not_allowed", param="model",
                 )  # fmt: skip
-            scopes = [Scope("key", key.id, key.limits, key.prefix)]
+            scopes = [Scope("key", key.id, _counted(key.limits), key.prefix)]
             if tenant is not None:
-                scopes.append(Scope("tenant", tenant.id, tenant.limits, tenant.name))
+                scopes.append(Scope("tenant", tenant.id, _counted(tenant.limits), tenant.name))
             ticket.admission = await self.limiter.admit(scopes)
         except APIError as exc:  # refused requests are in the request log too
             await self.finish(ticket, status=exc.status_code)
             raise
         return ticket
 
+    async def refused(self, key: KeyRecord, *, endpoint: str, model: str, status: int, client_ip: str | None = None,
+                      request_bytes: int = 0) -> None:  # fmt: skip
+        """The usage record of a request refused before ``begin`` (bad input, a missing scope); nothing is counted."""
+        ticket = Ticket(key, self.tenants.get(key.tenant_id), endpoint, model, Admission(scopes=[]), client_ip,
+                        request_bytes)  # fmt: skip
+        await self.finish(ticket, status=status)
+
     async def finish(self, ticket: Ticket, **outcome: Any) -> None:
-        """Settle the request and queue its usage record for the batched writer."""
-        record = await self.settle(ticket, **outcome)
+        """Queue the request's usage record for the batched writer, then settle its limits.
+
+        Cancellation-safe: the record is queued synchronously, before anything can be
+        cancelled, and the limiter is settled in a task of its own. A client that goes
+        away mid-stream makes Starlette cancel the request's task, and inside a cancelled
+        scope every ``await`` is cancelled too; the record and the concurrency slot
+        (in Redis) must not go with it.
+        """
+        record = self._close(ticket, **outcome)
         if record is not None:
             self.writer.add(record)
+            await self._settle_limits(ticket, record)
 
-    async def settle(self, ticket: Ticket, *, status: int, served_model: str | None = None, backend: str | None = None,
-                     prompt_tokens: int = 0, completion_tokens: int = 0, ttft: float | None = None,
-                     response_bytes: int = 0, prompt: Any = None, completion: str | None = None,
-                     ) -> UsageRecord | None:  # fmt: skip
-        """Count the request against its limits and build its usage record (the caller stores it)."""
+    async def settle(self, ticket: Ticket, **outcome: Any) -> UsageRecord | None:
+        """Settle the request's limits and return its usage record (the caller stores it)."""
+        record = self._close(ticket, **outcome)
+        if record is not None:
+            await self._settle_limits(ticket, record)
+        return record
+
+    async def _settle_limits(self, ticket: Ticket, record: UsageRecord) -> None:
+        if not ticket.admission.scopes:
+            return  # nothing counted, nothing to give back
+        task = asyncio.ensure_future(
+            self.limiter.settle(ticket.admission, record.prompt_tokens + record.completion_tokens, record.cost)
+        )
+        self._settling.add(task)  # held until done: a cancelled caller does not cancel (or drop) the task
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
+
+    def _close(self, ticket: Ticket, *, status: int, served_model: str | None = None, backend: str | None = None,
+               prompt_tokens: int = 0, completion_tokens: int = 0, ttft: float | None = None,
+               response_bytes: int = 0, prompt: Any = None, completion: str | None = None,
+               ) -> UsageRecord | None:  # fmt: skip
+        """Mark the ticket finished (once) and build its usage record, with the cost at today's price."""
         if ticket.finished:
             return None
         ticket.finished = True
         model = served_model or ticket.model
         cost = self.prices.cost(model, prompt_tokens, completion_tokens)
-        await self.limiter.settle(ticket.admission, prompt_tokens + completion_tokens, cost)
         store = ticket.tenant is not None and ticket.tenant.store_payloads
         if self.metrics is not None:
             tenant = ticket.tenant.name if ticket.tenant else "platform"
             self.metrics.observe_usage(tenant, model, prompt_tokens, completion_tokens, float(cost))
         return UsageRecord(
             request_id=ticket.request_id, at=datetime.now(UTC), tenant_id=ticket.key.tenant_id, key_id=ticket.key.id,
-            endpoint=ticket.endpoint, model=model, backend=backend, prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens, latency_ms=(time.perf_counter() - ticket.started) * 1000,
-            ttft_ms=ttft * 1000 if ttft is not None else None, status=status, cost=cost, client_ip=ticket.client_ip,
-            request_bytes=ticket.request_bytes, response_bytes=response_bytes,
-            prompt=prompt if store else None, completion=completion if store else None,
+            endpoint=ticket.endpoint, model=_storable(model, 200), backend=_storable(backend, 200),
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            latency_ms=(time.perf_counter() - ticket.started) * 1000, ttft_ms=ttft * 1000 if ttft is not None else None,
+            status=status, cost=cost, client_ip=_storable(ticket.client_ip, 64), request_bytes=ticket.request_bytes,
+            response_bytes=response_bytes, prompt=_without_nul(prompt) if store else None,
+            completion=_without_nul(completion) if store else None,
         )  # fmt: skip
+
+
+def _counted(limits: dict[str, Any]) -> dict[str, Any]:
+    """The limits the limiter counts: the fair-queue ``weight`` is kept with them but is no limit."""
+    if WEIGHT not in limits:
+        return limits
+    return {name: value for name, value in limits.items() if name != WEIGHT}
+
+
+def _storable(text: str | None, length: int) -> str | None:
+    """A text column's value: PostgreSQL refuses NUL bytes and over-long values, which would fail the whole batch."""
+    if text is None or (len(text) <= length and "\x00" not in text):
+        return text
+    return text.replace("\x00", "")[:length]
+
+
+def _without_nul(value: Any) -> Any:
+    """Stored payloads (text and JSONB) cannot hold NUL characters; drop them rather than lose the batch."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value

@@ -13,6 +13,7 @@ model's fallback chain is tried in order.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
@@ -104,7 +105,7 @@ class Gateway:
         self.tracing = tracing
         self.stats = stats
         self.metrics = metrics
-        self.admission = AdmissionController(registry.state, metrics)
+        self.admission = AdmissionController(registry.state, metrics, in_rotation=self._in_rotation)
         self.retry_attempts = max(1, retry_attempts)
         self.retry_budget = retry_budget or RetryBudget()
         self.queue_timeout = queue_timeout
@@ -133,6 +134,12 @@ class Gateway:
             pending.extend(registry.route(name).fallback_models)
         return plan
 
+    def _in_rotation(self, backend: Backend) -> bool:
+        """Whether the backend takes new requests now. A drain or disable replaces the registry's
+        ``Backend`` object, so look it up again by id rather than trust the one a request holds."""
+        current = next((b for b in self.registry.candidates(backend.model_name) if b.id == backend.id), None)
+        return current is not None and self.registry.usable(current)
+
     def _usable(self, model: str, capability: Capability, exclude: set[str]) -> list[Backend]:
         registry = self.registry
         return [
@@ -142,18 +149,25 @@ class Gateway:
 
     async def _acquire(self, model: str, capability: Capability, body: dict[str, Any], meta: RequestMeta,
                        tried: set[str]) -> Backend | None:  # fmt: skip
-        usable = self._usable(model, capability, tried)
-        if not usable:
-            return None
-        strategy = self.registry.route(model).strategy
-        affinity = meta.affinity_key or (body.get("user") if isinstance(body.get("user"), str) else None)
-        with maybe_span(self.tracing, "inferhub.routing", model=model, strategy=strategy, candidates=len(usable)):
-            ordered = order_backends(strategy, usable, self.registry.state, affinity)
-        with maybe_span(self.tracing, "inferhub.admission", model=model, party=meta.party, priority=meta.priority):
-            backend = await self.admission.acquire(
-                model, ordered, party=meta.party, priority=meta.priority, weight=meta.weight,
-                timeout=meta.queue_timeout or self.queue_timeout,
-            )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (meta.queue_timeout or self.queue_timeout)
+        while True:  # again when the backends a queued request waited for leave the rotation
+            usable = self._usable(model, capability, tried)
+            if not usable:
+                return None
+            strategy = self.registry.route(model).strategy
+            affinity = meta.affinity_key or (body.get("user") if isinstance(body.get("user"), str) else None)
+            with maybe_span(self.tracing, "inferhub.routing", model=model, strategy=strategy, candidates=len(usable)):
+                ordered = order_backends(strategy, usable, self.registry.state, affinity)
+            with maybe_span(self.tracing, "inferhub.admission", model=model, party=meta.party,
+                            priority=meta.priority):  # fmt: skip
+                backend = await self.admission.acquire(
+                    model, ordered, party=meta.party, priority=meta.priority, weight=meta.weight,
+                    timeout=max(0.0, deadline - loop.time()),
+                )  # fmt: skip
+            if backend is not None:
+                break
+            log.info("queued_request_rerouted", model=model, waited_for=[b.id for b in ordered])
         log.info("routing_llm_request", model=model, backend=backend.id, strategy=strategy)
         return backend
 
@@ -184,7 +198,7 @@ class Gateway:
                             if self.metrics:
                                 self.metrics.fallbacks.labels(requested, backend.model_name).inc()
                         log.warning("backend_failed_falling_back", model=requested, from_backend=previous[0].id,
-                                    to_backend=backend.id, to_model=backend.model_name,
+                                    to_backend=backend.id, to_model=backend.model_name, code=previous[1].code,
                                     error=previous[1].message)  # fmt: skip
                 elif model != self.registry.resolve(requested):
                     self.fallbacks += 1

@@ -1,11 +1,16 @@
-"""API key records: create, list, revoke. Keys are stored only as SHA-256 hashes."""
+"""API key records: create, list, revoke. Keys are stored only as SHA-256 hashes.
+
+Every change NOTIFYs the replicas; ``on_change``, if set, is called with the
+committed record so this process's own key cache can apply it at once.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -18,6 +23,9 @@ from inferhub.store.models import ApiKeyRow
 KEY_PREFIX = "ih-"
 ALL_SCOPES = ("inference", "jobs", "rag", "admin")
 LIMIT_NAMES = ("rpm", "tpm", "concurrency", "daily_tokens", "monthly_tokens", "daily_cost", "monthly_cost")
+# Kept with the limits but not a limit: the share of a saturated model's fair queue (docs/routing.md).
+WEIGHT = "weight"
+MAX_WEIGHT = 100
 
 
 def hash_key(key: str) -> str:
@@ -92,8 +100,14 @@ def _record(row: ApiKeyRow) -> KeyRecord:
 
 
 class KeyRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_change: Callable[[KeyRecord], None] | None = None) -> None:
         self._db = db
+        self.on_change = on_change
+
+    def _committed(self, record: KeyRecord | None) -> KeyRecord | None:
+        if record is not None and self.on_change is not None:
+            self.on_change(record)
+        return record
 
     def create(
         self,
@@ -113,6 +127,7 @@ class KeyRepository:
         if unknown:
             raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_SCOPES)}")
         check_limits(limits or {})
+        _check_weight_owner(limits or {}, tenant_id)
         plaintext = key or generate_key()
         with self._db.session() as session:
             row = ApiKeyRow(
@@ -133,7 +148,8 @@ class KeyRepository:
             record_change(session, actor=actor, action="create", entity_type="api_key", entity_id=row.id,
                           after=record.public())  # fmt: skip
             self._db.notify_change(session, "keys")
-            return plaintext, record
+        self._committed(record)
+        return plaintext, record
 
     def get(self, key_id: int) -> KeyRecord | None:
         with self._db.session() as session:
@@ -158,6 +174,8 @@ class KeyRepository:
             row = session.get(ApiKeyRow, key_id)
             if row is None:
                 return None
+            if "limits" in changes:
+                _check_weight_owner(changes["limits"] or {}, row.tenant_id)
             before = _record(row).public()
             for name, value in changes.items():
                 setattr(row, name, list(value) if isinstance(value, tuple) else value)
@@ -166,7 +184,7 @@ class KeyRepository:
             record_change(session, actor=actor, action=action, entity_type="api_key", entity_id=key_id,
                           before=before, after=record.public())  # fmt: skip
             self._db.notify_change(session, "keys")
-            return record
+        return self._committed(record)
 
     def list(self) -> list[KeyRecord]:
         with self._db.session() as session:
@@ -180,17 +198,54 @@ class KeyRepository:
     def count(self) -> int:
         return len(self.list())
 
+    def find(self, key_id_or_prefix: str) -> KeyRecord | None:
+        """The one key with this id or prefix (None if there is none, or more than one)."""
+        with self._db.session() as session:
+            row = _one(session, key_id_or_prefix)
+            return _record(row) if row else None
+
+    def rotate(self, key_id: int, grace_seconds: float, *, actor: str = "cli",
+               ) -> tuple[str, KeyRecord, KeyRecord] | None:  # fmt: skip
+        """A new key with the old one's settings; the old one expires after ``grace_seconds`` (or sooner, if it
+        already would). One transaction. Returns (the new key's plaintext, its record, the old key's record)."""
+        with self._db.session() as session:
+            old = session.get(ApiKeyRow, key_id)
+            if old is None:
+                return None
+            before = _record(old)
+            plaintext = generate_key()
+            row = ApiKeyRow(
+                name=f"{old.name[:190]} (rotated)",
+                prefix=display_prefix(plaintext),
+                key_hash=hash_key(plaintext),
+                scopes=list(old.scopes or ()),
+                expires_at=old.expires_at,
+                tenant_id=old.tenant_id,
+                allowed_models=list(old.allowed_models or ()),
+                limits=dict(old.limits or {}),
+                priority=old.priority or 0,
+            )
+            session.add(row)
+            ends = datetime.now(UTC) + timedelta(seconds=grace_seconds)
+            if old.expires_at is None or old.expires_at > ends:
+                old.expires_at = ends
+            session.flush()
+            session.refresh(row)
+            new, after = _record(row), _record(old)
+            record_change(session, actor=actor, action="create", entity_type="api_key", entity_id=row.id,
+                          after=new.public())  # fmt: skip
+            record_change(session, actor=actor, action="rotate", entity_type="api_key", entity_id=key_id,
+                          before=before.public(), after=after.public() | {"rotated_to": row.id})  # fmt: skip
+            self._db.notify_change(session, "keys")
+        self._committed(new)
+        self._committed(after)
+        return plaintext, new, after
+
     def revoke(self, key_id_or_prefix: str, *, actor: str = "cli") -> KeyRecord | None:
         with self._db.session() as session:
-            query = select(ApiKeyRow)
-            if key_id_or_prefix.isdigit():
-                query = query.where(ApiKeyRow.id == int(key_id_or_prefix))
-            else:
-                query = query.where(ApiKeyRow.prefix == key_id_or_prefix)
-            rows = list(session.scalars(query))
-            if len(rows) != 1:
+            row = _one(session, key_id_or_prefix)
+            if row is None:
                 return None
-            row = rows[0]
             before = _record(row).public()
             if row.revoked_at is None:
                 row.revoked_at = datetime.now(UTC)
@@ -199,13 +254,38 @@ class KeyRepository:
             record_change(session, actor=actor, action="revoke", entity_type="api_key", entity_id=row.id,
                           before=before, after=record.public())  # fmt: skip
             self._db.notify_change(session, "keys")
-            return record
+        return self._committed(record)
+
+
+def _one(session: Any, key_id_or_prefix: str) -> ApiKeyRow | None:
+    query = select(ApiKeyRow)
+    if key_id_or_prefix.isdigit() and int(key_id_or_prefix) < 2**31:
+        query = query.where(ApiKeyRow.id == int(key_id_or_prefix))
+    else:
+        query = query.where(ApiKeyRow.prefix == key_id_or_prefix)
+    rows = list(session.scalars(query.limit(2)))
+    return rows[0] if len(rows) == 1 else None
 
 
 def check_limits(limits: dict[str, Any]) -> None:
-    unknown = set(limits) - set(LIMIT_NAMES)
+    known = (*LIMIT_NAMES, WEIGHT)
+    unknown = set(limits) - set(known)
     if unknown:
-        raise ValueError(f"unknown limit(s): {', '.join(sorted(unknown))}; known: {', '.join(LIMIT_NAMES)}")
+        raise ValueError(f"unknown limit(s): {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     for name, value in limits.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+        if name == WEIGHT:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 1 <= value <= MAX_WEIGHT):  # fmt: skip
+                raise ValueError(f"weight must be a whole number from 1 to {MAX_WEIGHT}, got {value!r}")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
             raise ValueError(f"limit {name} must be a non-negative number or null, got {value!r}")
+
+
+def fair_queue_weight(limits: dict[str, Any]) -> int:
+    return limits.get(WEIGHT) or 1
+
+
+def _check_weight_owner(limits: dict[str, Any], tenant_id: int | None) -> None:
+    """The fair queue's parties are tenants, and keys without one: a tenant's key shares its tenant's turn."""
+    if tenant_id is not None and limits.get(WEIGHT) is not None:
+        raise ValueError("weight: a key of a tenant queues with its tenant; set the weight on the tenant")

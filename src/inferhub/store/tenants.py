@@ -1,7 +1,13 @@
-"""Tenants (teams or apps) and admin users. Every change is audited and NOTIFYs the replicas."""
+"""Tenants (teams or apps) and admin users. Every change is audited and NOTIFYs the replicas.
+
+``AdminUserRepository.on_change``, if set, is called with each committed user
+(``(id, record)``, or ``(id, None)`` once deleted) so this process's own cache of
+admin users can apply it at once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -112,15 +118,21 @@ class TenantRepository:
                 return False
             record_change(session, actor=actor, action="delete", entity_type="tenant", entity_id=tenant_id,
                           before=_tenant(row).public())  # fmt: skip
-            session.delete(row)
+            session.delete(row)  # its keys and admin users go with it (ON DELETE CASCADE)
             self._db.notify_change(session, "tenants")
             self._db.notify_change(session, "keys")
+            self._db.notify_change(session, "admin_users")
             return True
 
 
 class AdminUserRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_change: Callable[[int, AdminUserRecord | None], None] | None = None) -> None:
         self._db = db
+        self.on_change = on_change
+
+    def _committed(self, user_id: int, record: AdminUserRecord | None) -> None:
+        if self.on_change is not None:
+            self.on_change(user_id, record)
 
     def list(self, tenant_id: int | None = None) -> list[AdminUserRecord]:
         with self._db.session() as session:
@@ -145,7 +157,9 @@ class AdminUserRepository:
             record = _user(row)
             record_change(session, actor=actor, action="create", entity_type="admin_user", entity_id=row.id,
                           after=record.public())  # fmt: skip
-            return record
+            self._db.notify_change(session, "admin_users")
+        self._committed(record.id, record)
+        return record
 
     def update(self, user_id: int, changes: dict[str, Any], *, actor: str) -> AdminUserRecord | None:
         with self._db.session() as session:
@@ -165,7 +179,9 @@ class AdminUserRepository:
             after = record.public() | ({"password": "changed"} if password else {})
             record_change(session, actor=actor, action="update", entity_type="admin_user", entity_id=user_id,
                           before=before, after=after)  # fmt: skip
-            return record
+            self._db.notify_change(session, "admin_users")
+        self._committed(user_id, record)
+        return record
 
     def delete(self, user_id: int, *, actor: str) -> bool:
         with self._db.session() as session:
@@ -175,7 +191,9 @@ class AdminUserRepository:
             record_change(session, actor=actor, action="delete", entity_type="admin_user", entity_id=user_id,
                           before=_user(row).public())  # fmt: skip
             session.delete(row)
-            return True
+            self._db.notify_change(session, "admin_users")
+        self._committed(user_id, None)
+        return True
 
     def verify(self, username: str, password: str) -> AdminUserRecord | None:
         """The user if the password matches and the account is enabled; argon2 runs either way."""
