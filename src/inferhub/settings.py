@@ -180,3 +180,30 @@ class Settings(BaseSettings):
     @property
     def postgres_dir(self) -> Path:
         return self.home.resolve() / "postgres"
+
+
+def describe_config_error(exc: Exception) -> str:
+    """Where the configuration is wrong and why, without the values: a value may be a credential.
+
+    pydantic's own message quotes the input (for a malformed backend, the whole mapping with its
+    ``api_key`` and ``headers``), and a YAML syntax error quotes the offending line.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False, include_context=False):
+            where = ".".join(str(part) for part in error.get("loc", ())) or "settings"
+            problems.append(f"{where}: {error.get('msg', 'invalid value')}")
+        return "; ".join(problems)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        name = "the YAML configuration file" if not mark or mark.name.startswith("<") else mark.name
+        where = f"{name}, line {mark.line + 1}, column {mark.column + 1}" if mark else name
+        return f"{where}: {exc.problem or exc.context or 'not valid YAML'}"
+    if isinstance(exc, yaml.YAMLError):
+        return "the YAML configuration file could not be parsed"
+    if isinstance(exc, OSError | ValueError):  # an unreadable file, a file that is not a mapping
+        return str(exc)
+    return type(exc).__name__

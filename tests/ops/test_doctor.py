@@ -91,6 +91,21 @@ def test_invalid_configuration(tmp_path) -> None:
     assert line.startswith("FAIL") and "port" in line and "—" in line
 
 
+def test_invalid_configuration_never_prints_its_values(tmp_path) -> None:
+    """A malformed backend (no model_name) with a credential: doctor names the field, not the mapping."""
+    planted = "sk-PLANTED-doctor-secret-0123456789"
+    (tmp_path / "inferhub.yaml").write_text(
+        "backends:\n"
+        f"  - backend_type: openai\n    endpoint_url: http://127.0.0.1:9\n    api_key: {planted}\n"
+        f"  - model_name: m\n    backend_type: openai\n    endpoint_url: {planted}\n"
+    )
+    result = run_cli(tmp_path, "doctor", env=base_env(tmp_path), check=False)
+    assert result.returncode == 1
+    line = _line(result.stdout, "configuration")
+    assert line.startswith("FAIL") and "model_name" in line
+    assert planted not in result.stdout + result.stderr
+
+
 def test_missing_model_file_and_unreachable_database(tmp_path) -> None:
     model = tmp_path / "missing.gguf"
     env = base_env(

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from inferhub.ops import redact_url
+from inferhub.settings import describe_config_error
 
 Echo = Callable[[str], None]
 DISK_WARN_BYTES = 2 * 1024**3
@@ -70,7 +71,7 @@ def _run_checks(report: Callable[[Check], None]) -> None:
     try:
         settings = Settings()
     except Exception as exc:
-        report(Check("FAIL", "configuration", _config_error(exc),
+        report(Check("FAIL", "configuration", describe_config_error(exc),
                      "fix the INFERHUB_* variables, .env or inferhub.yaml (INFERHUB_CONFIG_FILE)"))  # fmt: skip
         return
     config_file = settings.config_file if settings.config_file.is_file() else None
@@ -99,19 +100,6 @@ def _run_checks(report: Callable[[Check], None]) -> None:
         return
     for check in _check_backends(records, settings, home):
         report(check)
-
-
-def _config_error(exc: Exception) -> str:
-    from pydantic import ValidationError
-
-    if isinstance(exc, ValidationError):
-        problems = []
-        for error in exc.errors()[:3]:
-            where = ".".join(str(part) for part in error.get("loc", ())) or "settings"
-            given = f" (got {error['input']!r})" if isinstance(error.get("input"), str | int | float) else ""
-            problems.append(f"{where}: {error.get('msg', 'invalid')}{given}")
-        return "; ".join(problems)
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 # -- home, disk, local models ----------------------------------------------------------------------
