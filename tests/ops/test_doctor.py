@@ -97,12 +97,13 @@ def test_invalid_configuration_never_prints_its_values(tmp_path) -> None:
     (tmp_path / "inferhub.yaml").write_text(
         "backends:\n"
         f"  - backend_type: openai\n    endpoint_url: http://127.0.0.1:9\n    api_key: {planted}\n"
-        f"  - model_name: m\n    backend_type: openai\n    endpoint_url: {planted}\n"
+        f"  - model_name: m\n    backend_type: openai\n    endpoint_url: http://127.0.0.1:9\n"
+        f"    timeout_seconds: {planted}\n"  # a wrong type: pydantic's message would quote it
     )
     result = run_cli(tmp_path, "doctor", env=base_env(tmp_path), check=False)
     assert result.returncode == 1
     line = _line(result.stdout, "configuration")
-    assert line.startswith("FAIL") and "model_name" in line
+    assert line.startswith("FAIL") and "model_name" in line and "timeout_seconds" in line
     assert planted not in result.stdout + result.stderr
 
 
