@@ -13,6 +13,7 @@ default 8 (a limit for slow engines: at concurrency 16 it would measure queue ha
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -172,7 +173,7 @@ class Gateway:
             raise RuntimeError(f"inferhub did not answer within {timeout}s:\n{self.log_tail()}")
         # Each worker loads the caches before its change listener connects: a key created before every
         # worker has started can miss one until the periodic refresh. Provision once all have started.
-        while self.workers > 1 and self.log_text().count('"event": "inferhub_started"') < self.workers:
+        while self.workers > 1 and self._events("inferhub_started") < self.workers:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not every worker started within {timeout}s:\n{self.log_tail()}")
             time.sleep(0.2)
@@ -272,6 +273,17 @@ class Gateway:
     def log_text(self) -> str:
         path = getattr(self, "log_path", None)
         return path.read_text(errors="replace") if path and path.exists() else ""
+
+    def _events(self, name: str) -> int:
+        """How many JSON log lines of the gateway are the event ``name`` (whatever the JSON spacing)."""
+        count = 0
+        for line in self.log_text().splitlines():
+            if line.startswith("{") and f'"{name}"' in line:
+                try:
+                    count += json.loads(line).get("event") == name
+                except ValueError:
+                    continue
+        return count
 
     def log_tail(self, chars: int = 3000) -> str:
         path = getattr(self, "log_path", None)
