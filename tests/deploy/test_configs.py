@@ -413,7 +413,7 @@ def test_ansible_nginx_template_renders_the_shipped_config(tmp_path: Path, opens
     )
     result = run([python, "-c", script, str(ANSIBLE / "roles/nginx/templates/inferhub.conf.j2")])
     assert_ok(result, "render roles/nginx/templates/inferhub.conf.j2")
-    servers = re.findall(r"^\s*server (\S+) max_fails=3 fail_timeout=10s;", result.stdout, re.M)
+    servers = re.findall(r"^\s*server (\S+) max_fails=1 fail_timeout=10s;", result.stdout, re.M)
     assert servers == ["10.1.0.1:8881", "10.1.0.1:8882", "10.1.0.2:8881", "10.1.0.2:8882"]
     shipped = (DEPLOY / "nginx/inferhub.conf").read_text()
 
