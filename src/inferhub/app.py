@@ -71,7 +71,7 @@ def create_app(
         app.add_middleware(HttpMetrics, metrics=metrics)
     if tracing is not None:
         app.add_middleware(TracingMiddleware, tracing=tracing)
-    app.add_middleware(RequestId)
+    app.add_middleware(RequestId, context=context)
     return app
 
 
@@ -121,11 +121,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 500, error.openai_body())
 
 
+_CONNECTION_CLOSE = (b"connection", b"close")  # while draining: the client opens a new connection elsewhere
+
+
 class RequestId:
     """Accept ``X-Request-ID`` or make one; return it and bind it to every log line of the request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, context: AppContext | None = None) -> None:
         self.app = app
+        self.context = context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,9 +145,12 @@ class RequestId:
             scope["headers"] = [*scope["headers"], (b"x-request-id", request_id.encode())]
         header = (b"x-request-id", request_id.encode("latin-1"))
 
+        context = self.context
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                extra = [header, _CONNECTION_CLOSE] if context is not None and context.stopping else [header]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         structlog.contextvars.clear_contextvars()

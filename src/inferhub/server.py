@@ -136,13 +136,26 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     server: _Server | None = None
+    serving: list[AppContext] = []  # the app's context once it serves (for the drain)
     stop_worker_only = asyncio.Event()
+
+    def stop_server() -> None:
+        if server is not None:
+            server.should_exit = True
 
     def on_signal() -> None:
         if sock is None and stop_worker_only is not None and started.is_set():
             stop_worker_only.set()
         elif server is not None and server.started:
-            server.should_exit = True
+            context = serving[0] if serving else None
+            if context is not None and not context.stopping and settings.shutdown_drain_seconds > 0:
+                # Drain: keep serving (Connection: close, /health/ready 503), then stop. A second signal
+                # stops at once.
+                context.stopping = True
+                log.info("inferhub_draining", seconds=settings.shutdown_drain_seconds)
+                loop.call_later(settings.shutdown_drain_seconds, stop_server)
+            else:
+                stop_server()
         elif main_task is not None:
             main_task.cancel()  # still starting: abandon start-up and clean up what started
 
@@ -382,6 +395,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
                 await probes[1]
         else:
             app = create_app(context, max_body_bytes=settings.max_body_bytes, metrics=metrics, tracing=tracing)
+            serving.append(context)
             config = uvicorn.Config(
                 app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=30,
                 server_header=False, proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,

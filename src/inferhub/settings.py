@@ -125,6 +125,10 @@ class Settings(BaseSettings):
 
     # Request handling.
     max_body_bytes: int = 10 * 1024 * 1024
+    # On SIGTERM keep serving this long, answering `Connection: close` and reporting not ready, before
+    # closing: a proxy's kept-alive connections then end cleanly after a response instead of being reset
+    # under a request it is sending (docs/deploy/systemd.md, zero-downtime update). 0: stop at once.
+    shutdown_drain_seconds: float = Field(default=0.0, ge=0.0, le=300.0)
     # Proxies whose X-Forwarded-For/-Proto are believed (client IP, https for Secure cookies): comma-separated
     # addresses or networks (10.0.0.0/8), or "*" for any (only when nothing but the proxy can reach the port).
     forwarded_allow_ips: str = "127.0.0.1,::1"

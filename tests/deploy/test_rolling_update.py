@@ -197,7 +197,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def replica(home: Path, fake_url: str, database_url: str, redis_url: str, port: int | None = None) -> InferhubProcess:
     config = {"backends": [{"model_name": MODEL, "backend_type": "ollama", "endpoint_url": fake_url}]}
     env = {"INFERHUB_DATABASE_URL": database_url, "INFERHUB_REDIS_URL": redis_url, "INFERHUB_SECRET_KEY": SECRET_KEY,
-           "INFERHUB_HEALTH_CHECK_INTERVAL_SECONDS": "1"}  # fmt: skip
+           "INFERHUB_HEALTH_CHECK_INTERVAL_SECONDS": "1", "INFERHUB_SHUTDOWN_DRAIN_SECONDS": "2"}  # fmt: skip
     process = InferhubProcess(home, api_key=API_KEY, local_models=False, config=config, env=env)
     if port is not None:  # restart on the address nginx knows
         process.port = port

@@ -26,6 +26,7 @@ class AppContext:
     default_chat_model: str | None = None
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     version: str = "0.1.0"
+    stopping: bool = False  # SIGTERM received: draining (Connection: close, not ready) before the stop
     config: Any = None  # ConfigService: admin operations (None without a database)
     meter: Any = None  # gateway.metering.Meter: allow-lists, limits, usage records
     admin: Any = None  # store.admin_service.AdminService: tenants, keys, users, usage queries

@@ -39,8 +39,13 @@ async def health(request: Request):
     else:
         overall = "unhealthy"
     admission = context.gateway.admission
-    body = {"status": overall, "version": context.version, "components": components, "backends": backends,
-            "queue": {"depth": admission.queue_depths(), "oldest_wait_seconds": admission.oldest_waits()}}
+    body = {
+        "status": overall,
+        "version": context.version,
+        "components": components,
+        "backends": backends,
+        "queue": {"depth": admission.queue_depths(), "oldest_wait_seconds": admission.oldest_waits()},
+    }
     return ORJSONResponse(body, status_code=200 if overall != "unhealthy" else 503)
 
 
@@ -88,7 +93,7 @@ async def live():
 async def ready(request: Request):
     """Ready for traffic: the database answers at the latest migration and a backend is in rotation."""
     context = context_of(request)
-    problems = []
+    problems = ["stopping: draining before shutdown"] if context.stopping else []
     check = context.health_checks.get("database")
     if check is not None:
         try:
