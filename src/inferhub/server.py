@@ -396,9 +396,13 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
         else:
             app = create_app(context, max_body_bytes=settings.max_body_bytes, metrics=metrics, tracing=tracing)
             serving.append(context)
+            # timeout_keep_alive: longer than the proxies keep idle connections (nginx keepalive_timeout and
+            # HAProxy http-keep-alive are 30 s in deploy/). uvicorn's default of 5 s closed connections the
+            # proxy still thought reusable, and a request sent on one as it closed was reset.
             config = uvicorn.Config(
                 app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=30,
                 server_header=False, proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
+                timeout_keep_alive=75,
             )  # fmt: skip
             server = _Server(config)
             host, port = sock.getsockname()[:2]
