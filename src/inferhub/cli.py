@@ -221,6 +221,8 @@ def backends_add(
         except IntegrityError:
             raise _fail(f"a backend for {model_name} at {endpoint_url} already exists") from None
     typer.echo(f"added backend {record.id}: {record.model_name} -> {record.endpoint_url} ({record.backend_type})")
+    if record.endpoint_url != endpoint_url.rstrip("/"):
+        typer.echo(f"note: stored as {record.endpoint_url}, the engine's root: Inferhub adds /v1/... itself")
 
 
 def _set_enabled(backend_id: int, enabled: bool) -> None:

@@ -59,6 +59,7 @@ from inferhub.store.backends import BackendRepository
 from inferhub.store.batches import BatchRepository, FileRepository
 from inferhub.store.config_service import ConfigService
 from inferhub.store.database import Database
+from inferhub.store.installation import installation_id
 from inferhub.store.jobs import JobRepository
 from inferhub.store.keys import KeyRepository
 from inferhub.store.notify import ChangeListener
@@ -183,6 +184,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
                 threads=settings.local_chat_threads,
                 restart_delay=settings.local_chat_restart_delay_seconds,
                 log_path=home / "logs" / "llama-server.log",
+                pid_file=home / "run" / "llama-server.pid",
             )
             embedding_model = LocalEmbeddingModel(settings.local_embedding_model)
 
@@ -304,7 +306,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
             tracing=tracing,
         )
         if settings.redis_url:
-            counters = RedisCounters(settings.redis_url)
+            counters = RedisCounters(settings.redis_url, namespace=await asyncio.to_thread(installation_id, db))
             stack.push_async_callback(counters.close)
         else:
             counters = MemoryCounters()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,19 @@ from pydantic_settings import (
 BackendType = Literal["openai", "ollama", "tei", "llamacpp", "vllm", "mlx"]
 Strategy = Literal["least-busy", "round-robin", "priority", "latency", "session-affinity"]
 STRATEGIES: tuple[str, ...] = ("least-busy", "round-robin", "priority", "latency", "session-affinity")
+
+
+def engine_root_url(url: str) -> str:
+    """The engine's root URL: without a trailing ``/`` or ``/v1``.
+
+    Every adapter appends paths from the engine's root (``/v1/chat/completions``, ``/api/chat``, ``/embed``),
+    while SDK and LiteLLM docs give the OpenAI base URL, ``http://host:8000/v1``; kept as given, every
+    request went to ``/v1/v1/...`` and was answered 404. Both forms are accepted and stored as the root.
+    """
+    url = url.rstrip("/")
+    if url.lower().endswith("/v1"):
+        url = url[:-3].rstrip("/")
+    return url
 
 
 class BackendConfig(BaseModel):
@@ -45,6 +58,11 @@ class BackendConfig(BaseModel):
     basic_auth_username: str | None = None
     basic_auth_password: str | None = Field(default=None, repr=False)
     headers: dict[str, str] | None = Field(default=None, repr=False)
+
+    @field_validator("endpoint_url", mode="after")
+    @classmethod
+    def _engine_root(cls, url: str) -> str:
+        return engine_root_url(url)
 
 
 CREDENTIAL_FIELDS = ("api_key", "basic_auth_username", "basic_auth_password", "headers")

@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 import structlog
 
 from inferhub.runtime.embedded_postgres import StartupError
+from inferhub.runtime.local_chat_model import die_with_parent
 from inferhub.settings import Settings
 
 log = structlog.get_logger("inferhub.supervisor")
@@ -72,6 +73,7 @@ async def supervise(settings: Settings, sock: socket.socket) -> None:
                 alias=settings.local_chat_model, model_path=settings.local_chat_model_path,
                 context=settings.local_chat_context, threads=settings.local_chat_threads,
                 restart_delay=settings.local_chat_restart_delay_seconds, log_path=home / "logs" / "llama-server.log",
+                pid_file=home / "run" / "llama-server.pid",
             )  # fmt: skip
             stack.push_async_callback(chat.stop)
             await chat.start()
@@ -86,7 +88,7 @@ async def supervise(settings: Settings, sock: socket.socket) -> None:
         async def spawn(index: int) -> None:
             # Each worker binds its own SO_REUSEPORT socket on the port this process reserved.
             workers[index] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "inferhub", "serve", "--reuse-port", env=env,
+                sys.executable, "-m", "inferhub", "serve", "--reuse-port", env=env, preexec_fn=die_with_parent,
             )  # fmt: skip
             log.info("worker_started", worker=index, worker_pid=workers[index].pid)
 

