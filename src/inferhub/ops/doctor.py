@@ -37,6 +37,7 @@ HEALTH_PATHS = {
     "ollama": "/api/tags",
     "tei": "/health",
 }
+OPENAI_COMPATIBLE = ("openai", "vllm", "mlx", "llamacpp")  # requests go to ENDPOINT_URL/v1/...
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +337,38 @@ async def _probe_all(records: list, headers: dict[int, dict[str, str]]) -> list[
 
 
 async def _probe(client: httpx.AsyncClient, record: Any, headers: dict[str, str]) -> tuple[str, str, str]:
+    from inferhub.settings import engine_root_url
+
+    root = engine_root_url(record.endpoint_url)
+    if root != record.endpoint_url.rstrip("/"):  # stored by a release that kept the /v1
+        return ("FAIL", f"endpoint_url {record.endpoint_url} ends in /v1: Inferhub adds /v1/... itself, so every "
+                "request goes to .../v1/v1/... and is answered 404",
+                f"store the engine's root: PATCH /api/llm-backends/{record.id} with "
+                f'{{"endpoint_url": "{root}"}}')  # fmt: skip
+    status, detail, fix = await _probe_health(client, record, headers)
+    if status == "FAIL" or record.backend_type not in OPENAI_COMPATIBLE:
+        return status, detail, fix
+    # llama.cpp's health path is /health; requests go under /v1/, where an endpoint_url with a wrong path
+    # prefix finds nothing although /health (or its 404, "up" for llama-cpp-python) looked fine.
+    if HEALTH_PATHS[record.backend_type] != "/v1/models":
+        gateway_path = record.endpoint_url.rstrip("/") + "/v1/models"
+        try:
+            response = await client.get(gateway_path, headers=headers)
+        except httpx.HTTPError:
+            return status, detail, fix
+        if response.status_code == 404:
+            return "FAIL", *_not_found(gateway_path, record)
+    return status, detail, fix
+
+
+def _not_found(url: str, record: Any) -> tuple[str, str]:
+    return (f"{url} answered 404: the gateway sends its requests there (/v1/chat/completions, /v1/models), "
+            "so they would all fail",
+            "endpoint_url must be the engine's root URL, the one that serves /v1/models: fix it with PATCH "
+            f"/api/llm-backends/{record.id}")  # fmt: skip
+
+
+async def _probe_health(client: httpx.AsyncClient, record: Any, headers: dict[str, str]) -> tuple[str, str, str]:
     url = record.endpoint_url.rstrip("/") + HEALTH_PATHS.get(record.backend_type, "/v1/models")
     down = ("check that the engine runs and this host can reach it (address, firewall), or take it out of "
             f"rotation: inferhub backends disable {record.id}")  # fmt: skip
@@ -356,6 +389,8 @@ async def _probe(client: httpx.AsyncClient, record: Any, headers: dict[str, str]
             f"{url} answered {status}: the engine refuses the stored credentials (or needs some)",
             (f"set them: PATCH /api/llm-backends/{record.id} with api_key, basic_auth_* or headers"),
         )
+    if status == 404 and url.endswith("/v1/models"):
+        return "FAIL", *_not_found(url, record)
     if status >= 400:
         return "FAIL", f"{url} answered {status}", down
     if record.backend_type == "ollama":
