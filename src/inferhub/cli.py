@@ -609,21 +609,44 @@ _PG_BIN_DIR = typer.Option(
 )
 
 
+_ENV_FILE = typer.Option(
+    "--env-file", envvar="INFERHUB_ENV_FILE", help="The server's env file (systemd: /etc/inferhub/inferhub.env)."
+)
+
+
+def _config_files(env_file: str, skip_env_file: bool = False):
+    from pathlib import Path
+
+    from inferhub.ops.config_files import ConfigFiles
+
+    return ConfigFiles(_settings().config_file.resolve(), None if skip_env_file else Path(env_file).resolve())
+
+
 @app.command()
 def backup(
     output: Annotated[str | None, typer.Option("--output", "-o", help="Default: ./inferhub-backup-<UTC>.dump")] = None,
     pg_bin_dir: Annotated[str | None, _PG_BIN_DIR] = None,
+    env_file: Annotated[str, _ENV_FILE] = ".env",
+    no_env_file: Annotated[bool, typer.Option("--no-env-file", help="Leave the env file out.")] = False,
 ) -> None:
-    """Dump the whole database (pg_dump custom format). The master key is not included: back it up apart."""
+    """Dump the database, and save inferhub.yaml and the env file beside it (.config.tar, 0600).
+
+    The master key file is not included; the env file is, and may set INFERHUB_SECRET_KEY (a warning says so).
+    """
     from pathlib import Path
 
     from inferhub.ops import OpsError
     from inferhub.ops import backup as ops_backup
+    from inferhub.ops.config_files import companion_path, save_config_files
 
+    files = _config_files(env_file, no_env_file)
+    target = Path(output or ops_backup.default_backup_name())
+    if companion_path(target).exists():
+        raise _fail(f"{companion_path(target)} already exists: choose another --output or move the old file away")
     with _database_url() as url:
         try:
-            ops_backup.backup(url, Path(output or ops_backup.default_backup_name()),
-                              bin_dir=Path(pg_bin_dir) if pg_bin_dir else None, echo=typer.echo)  # fmt: skip
+            ops_backup.backup(url, target, bin_dir=Path(pg_bin_dir) if pg_bin_dir else None, echo=typer.echo)
+            save_config_files(files, target, typer.echo)
         except OpsError as exc:
             raise _fail(str(exc)) from None
 
@@ -633,17 +656,27 @@ def restore(
     file: Annotated[str, typer.Argument(help="A file made by `inferhub backup`.")],
     yes: Annotated[bool, typer.Option("--yes", help="Replace a database that already holds data.")] = False,
     pg_bin_dir: Annotated[str | None, _PG_BIN_DIR] = None,
+    env_file: Annotated[str, _ENV_FILE] = ".env",
+    database_only: Annotated[bool, typer.Option("--database-only", help="Leave the config files as they are.")] = False,
 ) -> None:
-    """Restore a backup into the configured database, migrate it, and tell running replicas to reload."""
+    """Restore a backup into the configured database, migrate it, and tell running replicas to reload.
+
+    inferhub.yaml and the env file saved beside it are put back (0600); a different file there is kept as
+    NAME.before-restore.
+    """
     from pathlib import Path
 
     from inferhub.ops import OpsError
     from inferhub.ops import backup as ops_backup
+    from inferhub.ops.config_files import restore_config_files
 
+    files = _config_files(env_file)
     with _database_url() as url:
         try:
             ops_backup.restore(url, Path(file), yes=yes, bin_dir=Path(pg_bin_dir) if pg_bin_dir else None,
                                echo=typer.echo)  # fmt: skip
+            if not database_only:
+                restore_config_files(files, Path(file), typer.echo)
         except OpsError as exc:
             raise _fail(str(exc)) from None
 

