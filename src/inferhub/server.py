@@ -364,6 +364,8 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
         ]
         background.append(asyncio.create_task(count_jobs(context.jobs, job_counts), name="job-counts"))
         background.append(asyncio.create_task(track_budgets(tenants, limiter, budget_ratios), name="budgets"))
+        if metrics.multiprocess:  # --workers N: every worker's gauges reach the scrape, not only the answering one's
+            background.append(asyncio.create_task(metrics.share_gauges().run(), name="shared-gauges"))
         if settings.run_job_worker:
             worker = JobWorker(
                 context.jobs, gateway, meter, keys, database_url=database_url, signing_key=box.signing_key,

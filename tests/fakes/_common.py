@@ -105,9 +105,10 @@ async def early_failure(request: Request, mode: str | None, error_body: Any) -> 
     if mode == "garbage":
         return Response(GARBAGE_BODY, 200, media_type="application/json")
     if mode == "hang":
-        # Sleep, but stop as soon as the client gives up so no task outlives the test.
-        deadline = asyncio.get_running_loop().time() + float(request.app.state.hang_seconds)
-        while asyncio.get_running_loop().time() < deadline:
+        # Sleep, but stop as soon as the client gives up so no task outlives the test. ``hang_seconds`` is read
+        # on every turn: lowering it (to 0) lets the requests already hanging go on.
+        started = asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - started < float(request.app.state.hang_seconds):
             if await request.is_disconnected():
                 return Response(b"", 499)
             await asyncio.sleep(0.05)

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -17,9 +18,20 @@ from support import InferhubProcess
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory: pytest.TempPathFactory):
+def held() -> Iterator[BackgroundServer]:
+    """An engine whose chat requests wait while ``app.state.hang_seconds`` is high (0 lets them answer)."""
+    fake = BackgroundServer(create_fake_ollama_app(models=["held"])).start()
+    fake.app.state.fail_paths = {"/api/chat"}
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory, held: BackgroundServer):
     fake = BackgroundServer(create_fake_ollama_app(models=["m"])).start()
-    config = {"backends": [{"model_name": "m", "backend_type": "ollama", "endpoint_url": fake.url}]}
+    config = {"backends": [{"model_name": "m", "backend_type": "ollama", "endpoint_url": fake.url},
+                           {"model_name": "held", "backend_type": "ollama", "endpoint_url": held.url,
+                            "max_concurrency": 1, "discover_models": False}]}  # fmt: skip
     process = InferhubProcess(tmp_path_factory.mktemp("workers"), local_models=False, config=config,
                               env={"INFERHUB_WORKERS": "2"})  # fmt: skip
     with process:
@@ -36,6 +48,17 @@ def _chat_count(pool: InferhubProcess) -> float:
             }:  # fmt: skip
                 return sample.value
     return 0.0
+
+
+def _gauge_sums(pool: InferhubProcess, model: str) -> dict[str, float]:
+    """In flight and queued for ``model``, as one scrape reports them (summed over its series)."""
+    sums = {"llm_requests_in_flight": 0.0, "llm_queue_depth": 0.0}
+    text = httpx.get(f"{pool.url}/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in sums and sample.labels.get("model") == model:
+                sums[sample.name] += sample.value
+    return sums
 
 
 def _worker_pids(pool: InferhubProcess) -> set[int]:
@@ -93,6 +116,38 @@ def test_a_burst_of_keep_alive_connections_is_spread_over_both_workers(pool: Inf
     assert set(pid_of.values()) == _worker_pids(pool)
     for index in range(16):  # keep-alive: one connection, one worker, for all three requests of a client
         assert len({pid_of[f"burst-{index}-{n}"] for n in range(3)}) == 1
+
+
+def test_in_flight_and_queue_gauges_are_summed_over_the_workers(pool: InferhubProcess, held) -> None:
+    """12 requests to a backend that takes one at a time per worker and holds them: each worker has one in
+    flight and queues the rest. Every scrape, whichever worker answers it, must account for all 12."""
+    deadline = time.monotonic() + 60
+    while len(_worker_pids(pool)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    held.app.state.hang_seconds = 600.0
+    held.app.state.fail_mode = "hang"
+    body = {"model": "held", "messages": [{"role": "user", "content": "wait"}]}
+
+    def send(index: int) -> int:  # its own connection: the kernel spreads connections over the workers
+        headers = {**pool.headers, "X-Request-ID": f"held-{index}"}
+        return httpx.post(f"{pool.url}/v1/chat/completions", headers=headers, json=body, timeout=120).status_code
+
+    with ThreadPoolExecutor(12) as executor:
+        futures = [executor.submit(send, i) for i in range(12)]
+        try:
+            expected = {"llm_requests_in_flight": 2.0, "llm_queue_depth": 10.0}
+            deadline = time.monotonic() + 60
+            while (seen := [_gauge_sums(pool, "held") for _ in range(4)]) != [expected] * 4:
+                assert time.monotonic() < deadline, f"scrapes saw {seen}, expected {expected} in each"
+                time.sleep(0.2)
+        finally:
+            held.app.state.hang_seconds = 0.0  # the held requests answer
+        assert [f.result() for f in futures] == [200] * 12
+    served_by = {
+        e["pid"] for e in pool.log_events()
+        if e.get("event") == "llm_request_completed" and str(e.get("request_id", "")).startswith("held-")
+    }  # fmt: skip
+    assert served_by == _worker_pids(pool)  # both workers held requests (the sums above needed both)
 
 
 def test_a_killed_worker_is_replaced(pool: InferhubProcess) -> None:

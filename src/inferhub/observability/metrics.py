@@ -7,8 +7,9 @@ circuit, queue depth, CPU, memory) are computed when ``/metrics`` is scraped, by
 
 Multi-process mode: when ``PROMETHEUS_MULTIPROC_DIR`` is set (as ``--workers N``
 does), counters and histograms are aggregated across the worker processes by
-prometheus-client's ``MultiProcessCollector``; the state gauges are those of the
-process that answers the scrape.
+prometheus-client's ``MultiProcessCollector``, and so are the state gauges once
+``share_gauges`` runs in every worker (``shared_gauges.py``: summed, or the worst
+worker's view, per gauge).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from inferhub.observability.shared_gauges import SharedGauges
+
 if TYPE_CHECKING:
     from inferhub.gateway.pipeline import Gateway
 
@@ -50,6 +53,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.tenant_label = tenant_label
         self._collectors: list[Collector] = []
+        self._shared: SharedGauges | None = None
         r = self.registry
         self.requests = Counter("llm_requests_total", "HTTP requests by endpoint and status code.",
                                 ["endpoint", "status"], registry=r)  # fmt: skip
@@ -117,13 +121,25 @@ class Metrics:
         self._collectors.append(collector)
         self.registry.register(collector)
 
+    @property
+    def multiprocess(self) -> bool:
+        return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+    def share_gauges(self) -> SharedGauges:
+        """Multi-process mode: this process's state gauges go to the shared files (run the result's ``run``)."""
+        self._shared = SharedGauges(lambda: [m for c in self._collectors for m in c.collect()])
+        return self._shared
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text; aggregated over worker processes in multi-process mode."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            for collector in self._collectors:
-                registry.register(collector)
+            if self._shared is not None:
+                self._shared.sample()  # this process's part as of now; the others' as of their last sample
+            else:
+                for collector in self._collectors:
+                    registry.register(collector)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
