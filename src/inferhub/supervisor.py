@@ -3,9 +3,10 @@
 The supervisor binds the port, starts what must exist once (the embedded
 PostgreSQL, migrations, the bootstrap key, the llama.cpp child) and then runs N
 ``inferhub serve`` worker processes, each listening on its own ``SO_REUSEPORT``
-socket on that port (the kernel spreads connections across them). A worker that dies is restarted. Prometheus
-counters and histograms are aggregated across workers through
-``PROMETHEUS_MULTIPROC_DIR``. Rate-limit counters are per process unless
+socket on that port (the kernel spreads connections across them). A worker that dies is restarted;
+a worker whose supervisor is killed gets SIGTERM (``PR_SET_PDEATHSIG``). Prometheus
+counters, histograms and the state gauges are aggregated across workers through
+``PROMETHEUS_MULTIPROC_DIR`` (``observability/shared_gauges.py``). Rate-limit counters are per process unless
 ``INFERHUB_REDIS_URL`` is set, so set it with several workers.
 """
 
