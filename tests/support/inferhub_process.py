@@ -119,7 +119,7 @@ class InferhubProcess:
         return events
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/health", timeout=60).json()
+        return httpx.get(f"{self.url}/health", headers=self.headers, timeout=60).json()  # details need an admin key
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return run_cli(self.home, *args, env=self.env, check=check)

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from inferhub.api.nul_bytes import NUL_MESSAGE, nul_path
 from inferhub.errors import InvalidRequest, ModelNotFound
 
 MODEL_NAME_LENGTH = 200  # model names are varchar(200) in the registry and the usage table
@@ -28,7 +29,16 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequest(f"the request body must be a JSON object, not {_json_type(data)}", code="invalid_json")
+    if b"\\u0000" in raw:  # cheap test first: JSON can only carry a NUL byte escaped
+        refuse_nul(data)
     return data
+
+
+def refuse_nul(data: Any) -> None:
+    """A 400 naming the field if a string or key holds a NUL byte, which PostgreSQL cannot store."""
+    where = nul_path(data)
+    if where is not None:
+        raise _invalid(where, NUL_MESSAGE)
 
 
 def _json_type(value: Any) -> str:
