@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 
 import httpx
 import pytest
+
+from inferhub.api.context import AppContext
+from inferhub.app import create_app
 
 
 def _error(reply: httpx.Response, status: int) -> dict:
@@ -137,8 +142,25 @@ def test_request_id_is_returned_and_accepted(http: httpx.Client) -> None:
     assert http.get("/v1/models", headers={"X-Request-ID": "trace-me-123"}).headers["x-request-id"] == "trace-me-123"
 
 
-def test_health_needs_no_key_and_reports_components(inferhub) -> None:
-    health = httpx.get(f"{inferhub.url}/health").json()
+def test_health_without_a_key_shows_the_status_only(inferhub) -> None:
+    reply = httpx.get(f"{inferhub.url}/health")
+    assert reply.status_code == 200 and reply.json() == {"status": "healthy"}  # no ports, PIDs, URLs, errors
+    assert httpx.get(f"{inferhub.url}/health", headers={"Authorization": "Bearer ih-wrong"}).status_code == 401
+
+
+def test_health_with_an_inference_key_shows_the_status_only(inferhub, http: httpx.Client) -> None:
+    tenant = http.post("/api/tenants", json={"name": "health-check-team"}).json()
+    key = http.post(f"/api/tenants/{tenant['id']}/keys", json={"name": "health", "scopes": ["inference"]}).json()
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    deadline = time.monotonic() + 10
+    while (reply := httpx.get(f"{inferhub.url}/health", headers=auth)).status_code == 401:
+        assert time.monotonic() < deadline, "the new key never reached the process (NOTIFY)"
+        time.sleep(0.05)
+    assert reply.status_code == 200 and reply.json() == {"status": "healthy"}
+
+
+def test_health_with_an_admin_key_reports_components(inferhub) -> None:
+    health = httpx.get(f"{inferhub.url}/health", headers=inferhub.headers).json()
     assert health["status"] == "healthy"
     assert health["components"]["database"]["status"] == "healthy"
     assert health["components"]["local_chat_model"]["status"] == "healthy"
@@ -152,3 +174,26 @@ def test_openapi_docs_are_served(inferhub) -> None:
     assert "/v1/chat/completions" in spec["paths"]
     schema = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "messages" in schema["properties"]
+
+
+def test_an_unhandled_error_is_an_openai_style_500_with_the_request_id() -> None:
+    """A bug in a route: JSON in the OpenAI shape, no traceback, and the x-request-id of every response."""
+    app = create_app(AppContext(gateway=None, registry=None, keys=None))  # type: ignore[arg-type]
+
+    async def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/broken", broken)
+
+    async def call(headers: dict[str, str]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inferhub") as client:
+            return await client.get("/broken", headers=headers)
+
+    reply = asyncio.run(call({}))
+    error = _error(reply, 500)
+    assert error["type"] == "server_error" and error["code"] == "internal_error"
+    assert "secret internals" not in reply.text
+    assert len(reply.headers["x-request-id"]) >= 16 and reply.headers["x-request-id"] in error["message"]
+    given = asyncio.run(call({"X-Request-ID": "trace-the-crash"}))
+    assert given.headers["x-request-id"] == "trace-the-crash" and "trace-the-crash" in given.json()["error"]["message"]
