@@ -116,7 +116,7 @@ def check_chat(body: dict[str, Any]) -> None:
         if not isinstance(message, dict):
             raise _invalid(where, f"expected an object, got {_json_type(message)}")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:  # a dict or list is unhashable: check the type first
             raise _invalid(f"{where}.role", f"expected one of {', '.join(sorted(_ROLES))}, got {role!r}")
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
@@ -161,7 +161,7 @@ def check_ollama_chat(body: dict[str, Any]) -> None:
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("content", ""), str):
             raise _invalid(f"messages[{index}]", "expected an object with a string 'content'")
-        if message.get("role") not in _ROLES:
+        if not isinstance(message.get("role"), str) or message["role"] not in _ROLES:
             raise _invalid(f"messages[{index}].role", f"unknown role {message.get('role')!r}")
     _check_ollama_common(body)
 
