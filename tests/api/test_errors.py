@@ -49,6 +49,8 @@ def test_body_that_is_not_an_object(http: httpx.Client) -> None:
         ({"model": "smollm2", "messages": "hello"}, "messages"),
         ({"model": "smollm2", "messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"model": "smollm2", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"model": "smollm2", "messages": [{"role": {"name": "user"}, "content": "hi"}]}, "messages[0].role"),
+        ({"model": "smollm2", "messages": [{"role": ["user"], "content": "hi"}]}, "messages[0].role"),
         ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"}, "max_tokens"),
         ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
         ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "temperature": 7}, "temperature"),
@@ -131,6 +133,8 @@ def test_ollama_routes_answer_errors_in_ollama_shape(inferhub, http: httpx.Clien
     assert isinstance(reply.json()["error"], str)
     reply = http.post("/api/chat", json={"model": "smollm2", "messages": []})
     assert reply.status_code == 400 and "messages" in reply.json()["error"]
+    reply = http.post("/api/chat", json={"model": "smollm2", "messages": [{"role": {}, "content": "hi"}]})
+    assert reply.status_code == 400 and "role" in reply.json()["error"]  # an object as the role: not a 500
     reply = http.post("/api/generate", json={"model": "nope", "prompt": "hi", "stream": False})
     assert reply.status_code == 404 and "nope" in reply.json()["error"]
     reply = httpx.post(f"{inferhub.url}/api/chat", json={"model": "smollm2", "messages": []})
