@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
 
-    health = httpx.get(f"{args.url}/health", timeout=10).json()
+    health = httpx.get(f"{args.url}/health", headers={"Authorization": f"Bearer {args.key}"}, timeout=10).json()
     direct = next(b["endpoint_url"] for b in health["backends"] if b["model"] == args.model)
     gateway_headers = {"Authorization": f"Bearer {args.key}"}
     results: dict[str, list[tuple[int, float]]] = {"direct": [], "gateway": []}

@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +25,7 @@ from inferhub.api import (
     tenancy_routes,
 )
 from inferhub.api.context import AppContext
+from inferhub.api.nul_bytes import RefuseNulBytes
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import APIError, PayloadTooLarge
 from inferhub.observability.http_metrics import HttpMetrics
@@ -66,6 +68,7 @@ def create_app(
     app.mount("/ui/static", StaticFiles(directory=UI_STATIC_DIR), name="ui-static")
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RefuseNulBytes, ollama_paths=_OLLAMA_PATHS)
     if metrics is not None:
         app.state.metrics = metrics
         app.add_middleware(HttpMetrics, metrics=metrics)
@@ -108,9 +111,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         error = APIError(message, status_code=exc.status_code, code=code)
         return error_response(request, exc.status_code, error.openai_body(), getattr(exc, "headers", None))
 
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError):
+        # The last line of defence: a value PostgreSQL refuses (NUL byte, too long, out of range) is the
+        # request's fault. The driver's message may quote the value (a credential): name only the kind.
+        log.info("input_refused_by_database", path=request.url.path, reason=type(exc.orig).__name__)
+        message = "a value in the request does not fit the database (too long, too large or not valid text)"
+        return error_response(request, 400, APIError(message, code="invalid_value").openai_body())
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        request_id = request.headers.get("x-request-id", "")
+        # Starlette answers this one outside every middleware (RequestId included): set the header here.
+        request_id = request.headers.get("x-request-id", "")[:128]
         log.exception("unhandled_error", path=request.url.path)
         error = APIError(
             f"internal error (request id {request_id or 'unknown'}); the details are in the server log",
@@ -118,7 +130,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             code="internal_error",
         )
         error.error_type = "server_error"
-        return error_response(request, 500, error.openai_body())
+        return error_response(request, 500, error.openai_body(), {"x-request-id": request_id} if request_id else None)
 
 
 _CONNECTION_CLOSE = (b"connection", b"close")  # while draining: the client opens a new connection elsewhere

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 
 import httpx
 import pytest
+
+from inferhub.api.context import AppContext
+from inferhub.app import create_app
 
 
 def _error(reply: httpx.Response, status: int) -> dict:
@@ -44,6 +49,8 @@ def test_body_that_is_not_an_object(http: httpx.Client) -> None:
         ({"model": "smollm2", "messages": "hello"}, "messages"),
         ({"model": "smollm2", "messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"model": "smollm2", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"model": "smollm2", "messages": [{"role": {"name": "user"}, "content": "hi"}]}, "messages[0].role"),
+        ({"model": "smollm2", "messages": [{"role": ["user"], "content": "hi"}]}, "messages[0].role"),
         ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"}, "max_tokens"),
         ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
         ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "temperature": 7}, "temperature"),
@@ -126,6 +133,8 @@ def test_ollama_routes_answer_errors_in_ollama_shape(inferhub, http: httpx.Clien
     assert isinstance(reply.json()["error"], str)
     reply = http.post("/api/chat", json={"model": "smollm2", "messages": []})
     assert reply.status_code == 400 and "messages" in reply.json()["error"]
+    reply = http.post("/api/chat", json={"model": "smollm2", "messages": [{"role": {}, "content": "hi"}]})
+    assert reply.status_code == 400 and "role" in reply.json()["error"]  # an object as the role: not a 500
     reply = http.post("/api/generate", json={"model": "nope", "prompt": "hi", "stream": False})
     assert reply.status_code == 404 and "nope" in reply.json()["error"]
     reply = httpx.post(f"{inferhub.url}/api/chat", json={"model": "smollm2", "messages": []})
@@ -137,8 +146,25 @@ def test_request_id_is_returned_and_accepted(http: httpx.Client) -> None:
     assert http.get("/v1/models", headers={"X-Request-ID": "trace-me-123"}).headers["x-request-id"] == "trace-me-123"
 
 
-def test_health_needs_no_key_and_reports_components(inferhub) -> None:
-    health = httpx.get(f"{inferhub.url}/health").json()
+def test_health_without_a_key_shows_the_status_only(inferhub) -> None:
+    reply = httpx.get(f"{inferhub.url}/health")
+    assert reply.status_code == 200 and reply.json() == {"status": "healthy"}  # no ports, PIDs, URLs, errors
+    assert httpx.get(f"{inferhub.url}/health", headers={"Authorization": "Bearer ih-wrong"}).status_code == 401
+
+
+def test_health_with_an_inference_key_shows_the_status_only(inferhub, http: httpx.Client) -> None:
+    tenant = http.post("/api/tenants", json={"name": "health-check-team"}).json()
+    key = http.post(f"/api/tenants/{tenant['id']}/keys", json={"name": "health", "scopes": ["inference"]}).json()
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    deadline = time.monotonic() + 10
+    while (reply := httpx.get(f"{inferhub.url}/health", headers=auth)).status_code == 401:
+        assert time.monotonic() < deadline, "the new key never reached the process (NOTIFY)"
+        time.sleep(0.05)
+    assert reply.status_code == 200 and reply.json() == {"status": "healthy"}
+
+
+def test_health_with_an_admin_key_reports_components(inferhub) -> None:
+    health = httpx.get(f"{inferhub.url}/health", headers=inferhub.headers).json()
     assert health["status"] == "healthy"
     assert health["components"]["database"]["status"] == "healthy"
     assert health["components"]["local_chat_model"]["status"] == "healthy"
@@ -152,3 +178,26 @@ def test_openapi_docs_are_served(inferhub) -> None:
     assert "/v1/chat/completions" in spec["paths"]
     schema = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "messages" in schema["properties"]
+
+
+def test_an_unhandled_error_is_an_openai_style_500_with_the_request_id() -> None:
+    """A bug in a route: JSON in the OpenAI shape, no traceback, and the x-request-id of every response."""
+    app = create_app(AppContext(gateway=None, registry=None, keys=None))  # type: ignore[arg-type]
+
+    async def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/broken", broken)
+
+    async def call(headers: dict[str, str]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inferhub") as client:
+            return await client.get("/broken", headers=headers)
+
+    reply = asyncio.run(call({}))
+    error = _error(reply, 500)
+    assert error["type"] == "server_error" and error["code"] == "internal_error"
+    assert "secret internals" not in reply.text
+    assert len(reply.headers["x-request-id"]) >= 16 and reply.headers["x-request-id"] in error["message"]
+    given = asyncio.run(call({"X-Request-ID": "trace-the-crash"}))
+    assert given.headers["x-request-id"] == "trace-the-crash" and "trace-the-crash" in given.json()["error"]["message"]

@@ -98,7 +98,7 @@ def test_light_key_is_not_starved_by_a_heavy_key(hub, keys):
             light = {"Authorization": f"Bearer {keys['light']}"}
             tasks = [asyncio.create_task(run_and_record(client, f"heavy-{n}", done, "fq", heavy)) for n in range(8)]
             await wait_async(lambda: _at_least(admin, "fq", 6), "the heavy requests to queue")
-            health = (await client.get("/health")).json()
+            health = (await admin.get("/health")).json()
             tasks.append(asyncio.create_task(run_and_record(client, "light", done, "fq", light)))
             responses = await asyncio.gather(*tasks)
         return done, responses, health

@@ -37,7 +37,7 @@ def test_requests_are_served_from_memory_while_the_database_is_down(fleet: Infer
         assert reply.json()["choices"][0]["message"]["content"] == "echo: still here"
     assert httpx.get(f"{fleet.url}/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
 
-    health = httpx.get(f"{fleet.url}/health")
+    health = httpx.get(f"{fleet.url}/health", headers=fleet.headers)
     assert health.status_code == 503
     assert health.json()["components"]["database"]["status"] == "unhealthy"
 

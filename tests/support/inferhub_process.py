@@ -119,7 +119,8 @@ class InferhubProcess:
         return events
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/health", timeout=60).json()
+        headers = self.headers if self.api_key else None  # the details need an admin key
+        return httpx.get(f"{self.url}/health", headers=headers, timeout=60).json()
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return run_cli(self.home, *args, env=self.env, check=check)

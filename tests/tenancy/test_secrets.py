@@ -202,4 +202,4 @@ def test_rotating_the_master_key(hub, vllm, backend, master_key, kit):
     with pytest.raises(InvalidToken):  # the old key no longer decrypts it
         Fernet(master_key.encode()).decrypt(stored.encode())
     assert_no_secret(hub.output(), "the server log after the rotation")
-    assert httpx.get(f"{hub.url}/health", timeout=10).json()["backends"][0]["status"] == "healthy"
+    assert httpx.get(f"{hub.url}/health", headers=hub.headers, timeout=10).json()["backends"][0]["status"] == "healthy"

@@ -37,25 +37,28 @@ _URL_LENGTH = 500  # llm_backends.endpoint_url is varchar(500)
 
 
 class BackendPatch(AdminBody):
+    """Fields to change. ``null`` clears a field that may be empty (a credential, ``upstream_model``, the
+    optional limits); the others cannot be null (their columns are ``NOT NULL``): a 400 names them."""
+
     api_key: str | None = Field(default=None, repr=False)
     basic_auth_username: str | None = None
     basic_auth_password: str | None = Field(default=None, repr=False)
     headers: dict[str, str] | None = Field(default=None, repr=False)
-    clear_credentials: bool | None = None
-    model_name: str | None = Field(default=None, min_length=1, max_length=NAME_LENGTH)
-    backend_type: BackendType | None = None
-    endpoint_url: str | None = Field(default=None, max_length=_URL_LENGTH)
+    clear_credentials: bool = Field(default=None)
+    model_name: str = Field(default=None, min_length=1, max_length=NAME_LENGTH)
+    backend_type: BackendType = Field(default=None)
+    endpoint_url: str = Field(default=None, max_length=_URL_LENGTH)
     upstream_model: str | None = Field(default=None, max_length=NAME_LENGTH)
-    enabled: bool | None = None
+    enabled: bool = Field(default=None)
     max_tokens: int | None = Field(default=None, ge=1, le=INT_MAX)
     temperature_default: float | None = Field(default=None, ge=0, le=2)
-    timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
-    description: str | None = None
-    weight: int | None = Field(default=None, ge=1, le=1000)
-    priority: int | None = Field(default=None, ge=-INT_MAX, le=INT_MAX)
+    timeout_seconds: float = Field(default=None, gt=0, le=86400)
+    description: str = Field(default=None)
+    weight: int = Field(default=None, ge=1, le=1000)
+    priority: int = Field(default=None, ge=-INT_MAX, le=INT_MAX)
     max_concurrency: int | None = Field(default=None, ge=1, le=INT_MAX)
-    draining: bool | None = None
-    discover_models: bool | None = None
+    draining: bool = Field(default=None)
+    discover_models: bool = Field(default=None)
 
 
 class NewBackend(BackendConfig):

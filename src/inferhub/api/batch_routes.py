@@ -106,6 +106,7 @@ def _parse_lines(content: bytes, endpoint: str, known_model) -> tuple[list[dict]
             item = orjson.loads(line)
             if not isinstance(item, dict):
                 raise InvalidRequest("each line must be a JSON object")
+            validation.refuse_nul(item)
             custom_id = item.get("custom_id")
             if not isinstance(custom_id, str) or not custom_id:
                 raise InvalidRequest("custom_id: required, a non-empty string")

@@ -1,4 +1,9 @@
-"""``GET /health``: every component's state; needs no key."""
+"""``GET /health``: the overall status for anyone; every component's state for a platform admin.
+
+Without a key (load balancers, uptime checks) the answer is ``{"status": ...}`` and the status code
+(200, or 503 when unhealthy): ports, PIDs, backend URLs and errors are internal. A platform admin's
+key or session gets the details; a key that is not valid is a 401.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,29 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from inferhub.api.context import context_of
+from inferhub.api.principal import SESSION_COOKIE, admin_principal
 from inferhub.api.responses import ORJSONResponse
+from inferhub.errors import PermissionDenied
 
 router = APIRouter(tags=["Health"])
 
 PROBE_TIMEOUT = 3.0
 
 
+def _shows_details(request: Request) -> bool:
+    headers = request.headers
+    if not (headers.get("authorization") or headers.get("x-api-key") or request.cookies.get(SESSION_COOKIE)):
+        return False
+    try:
+        return admin_principal(request).is_platform
+    except PermissionDenied:  # a valid key without the admin scope: the status only
+        return False
+
+
 @router.get("/health")
 async def health(request: Request):
     context = context_of(request)
+    details = _shows_details(request)
     names = list(context.health_checks)
     results = await asyncio.gather(
         *(asyncio.wait_for(context.health_checks[n](), PROBE_TIMEOUT) for n in names), return_exceptions=True
@@ -38,6 +56,9 @@ async def health(request: Request):
         overall = "degraded"
     else:
         overall = "unhealthy"
+    status_code = 200 if overall != "unhealthy" else 503
+    if not details:
+        return ORJSONResponse({"status": overall}, status_code=status_code)
     admission = context.gateway.admission
     body = {
         "status": overall,
@@ -46,7 +67,7 @@ async def health(request: Request):
         "backends": backends,
         "queue": {"depth": admission.queue_depths(), "oldest_wait_seconds": admission.oldest_waits()},
     }
-    return ORJSONResponse(body, status_code=200 if overall != "unhealthy" else 503)
+    return ORJSONResponse(body, status_code=status_code)
 
 
 async def _probe_backends(context) -> list[dict]:

@@ -68,10 +68,14 @@ class NewTenant(AdminBody):
     store_payloads: bool = False
 
 
+# In the PATCH bodies below, ``null`` clears a field that may be empty (limits, an expiry); a field that
+# cannot be empty is typed without ``None`` and defaults to None only to mean "not sent": null is a 400.
+
+
 class TenantPatch(AdminBody):
-    description: str | None = None
+    description: str = Field(default=None)
     limits: Limits | None = None
-    store_payloads: bool | None = None
+    store_payloads: bool = Field(default=None)
 
 
 class NewKey(AdminBody):
@@ -85,12 +89,12 @@ class NewKey(AdminBody):
 
 
 class KeyPatch(AdminBody):
-    name: str | None = Field(default=None, min_length=1, max_length=NAME_LENGTH)
-    scopes: list[str] | None = None
-    allowed_models: list[str] | None = None
+    name: str = Field(default=None, min_length=1, max_length=NAME_LENGTH)
+    scopes: list[str] = Field(default=None)
+    allowed_models: list[str] = Field(default=None)
     limits: Limits | None = None
     expires_at: Moment | None = None
-    priority: int | None = Field(default=None, ge=-100, le=100)
+    priority: int = Field(default=None, ge=-100, le=100)
 
 
 class Rotation(AdminBody):
@@ -105,8 +109,8 @@ class NewUser(AdminBody):
 
 
 class UserPatch(AdminBody):
-    password: str | None = Field(default=None, min_length=12, repr=False)
-    disabled: bool | None = None
+    password: str = Field(default=None, min_length=12, repr=False)
+    disabled: bool = Field(default=None)
 
 
 class PriceBody(AdminBody):

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from inferhub.api.nul_bytes import NUL_MESSAGE, nul_path
 from inferhub.errors import InvalidRequest, ModelNotFound
 
 MODEL_NAME_LENGTH = 200  # model names are varchar(200) in the registry and the usage table
@@ -28,7 +29,16 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequest(f"the request body must be a JSON object, not {_json_type(data)}", code="invalid_json")
+    if b"\\u0000" in raw:  # cheap test first: JSON can only carry a NUL byte escaped
+        refuse_nul(data)
     return data
+
+
+def refuse_nul(data: Any) -> None:
+    """A 400 naming the field if a string or key holds a NUL byte, which PostgreSQL cannot store."""
+    where = nul_path(data)
+    if where is not None:
+        raise _invalid(where, NUL_MESSAGE)
 
 
 def _json_type(value: Any) -> str:
@@ -106,7 +116,7 @@ def check_chat(body: dict[str, Any]) -> None:
         if not isinstance(message, dict):
             raise _invalid(where, f"expected an object, got {_json_type(message)}")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:  # a dict or list is unhashable: check the type first
             raise _invalid(f"{where}.role", f"expected one of {', '.join(sorted(_ROLES))}, got {role!r}")
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
@@ -151,7 +161,7 @@ def check_ollama_chat(body: dict[str, Any]) -> None:
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("content", ""), str):
             raise _invalid(f"messages[{index}]", "expected an object with a string 'content'")
-        if message.get("role") not in _ROLES:
+        if not isinstance(message.get("role"), str) or message["role"] not in _ROLES:
             raise _invalid(f"messages[{index}].role", f"unknown role {message.get('role')!r}")
     _check_ollama_common(body)
 

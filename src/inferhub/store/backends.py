@@ -130,6 +130,7 @@ class BackendRepository:
         if unknown:
             raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
         clear = changes.pop("clear_credentials", False)
+        dropped = [name for name in CREDENTIAL_FIELDS if name in changes and changes[name] is None]
         plain, secret = _split_credentials(changes)
         with self._db.session() as session:
             row = session.get(BackendRow, backend_id)
@@ -140,10 +141,11 @@ class BackendRepository:
                 setattr(row, name, value)
             if clear:
                 row.credentials_encrypted = None
-            if secret:
+            if secret or (dropped and row.credentials_encrypted and self._box):
                 stored = row.credentials_encrypted
                 current = self._box.decrypt(stored) if stored and self._box else {}
-                row.credentials_encrypted = self._encrypt({**current, **secret})
+                kept = {k: v for k, v in current.items() if k not in dropped}  # null clears that credential
+                row.credentials_encrypted = self._encrypt({**kept, **secret})
             session.flush()
             session.refresh(row)
             record = _record(row)
