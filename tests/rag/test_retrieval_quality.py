@@ -72,7 +72,7 @@ UPLOADS = {
             b"<html><body><h1>Suppliers</h1><p>Chairs and standing desks come from Orvandel, usually ten "
             b"working days after the order.</p></body></html>"
         ),
-        "How many days does Orvandel take to deliver?",
+        "How many days does Orvandel need for a delivery?",
     ),
     "upload-tessaline": (
         "parking.pdf",

@@ -324,7 +324,7 @@ async def rag_query(request: Request):
     record = authenticate(request, scope="rag")
     body = validation.parse_json_object(await request.body())
     query, top_k, _, filter = _search_args(body)
-    answer_mode = body.get("answer_mode", "generate")
+    answer_mode = "generate" if body.get("answer_mode") is None else body["answer_mode"]
     if answer_mode not in ANSWER_MODES:
         raise InvalidRequest(f"answer_mode: one of {', '.join(ANSWER_MODES)}", param="answer_mode")
     context, _ = _rag(request)
