@@ -160,3 +160,9 @@ def test_a_rare_word_outweighs_common_ones(teams, query: str, mode: str) -> None
     assert hits[0]["document_id"] == file_id, [h["text"][:40] for h in hits]
     if mode == "keyword":
         assert hits[0]["keyword_score"] > 3 * hits[1]["keyword_score"], hits[:2]
+
+
+def test_a_minus_word_excludes_chunks(teams) -> None:
+    client, name, _ = teams
+    texts = [h["text"] for h in client.search(name, "team -payroll -legal", mode="keyword", top_k=50)]
+    assert len(texts) == len(TEAM_PAGES) - 2 and not any("payroll" in t or "legal" in t for t in texts), texts
