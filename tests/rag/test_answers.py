@@ -228,3 +228,19 @@ def test_a_bad_answer_mode_is_400(handbook, ragkit, value: Any) -> None:
     body = {"collections": [name], "query": QUESTION, "answer_mode": value}
     error = ragkit.assert_openai_error(client.http.post("/v1/rag/query", json=body), 400)
     assert error["param"] == "answer_mode" and "extractive" in error["message"], error
+
+
+def test_answer_mode_is_in_the_openapi_document(inferhub) -> None:
+    schema = httpx.get(f"{inferhub.url}/openapi.json", timeout=30).json()
+    body = schema["paths"]["/v1/rag/query"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    answer_mode = body["properties"]["answer_mode"]
+    assert answer_mode["enum"] == ["generate", "extractive"] and answer_mode["default"] == "generate"
+    assert "no model is called" in answer_mode["description"]
+
+
+@pytest.mark.parametrize("path", ["/v1/rag/query", "/v1/collections/{name}/search"])
+def test_a_nul_character_in_the_query_is_400(handbook, ragkit, path: str) -> None:
+    client, name, _ = handbook
+    body = {"collections": [name], "query": "vacation\u0000days", "answer_mode": "extractive"}
+    response = client.http.post(path.format(name=name), json=body)
+    assert ragkit.assert_openai_error(response, 400)["param"] == "query"

@@ -254,6 +254,8 @@ def _search_args(body: dict[str, Any]) -> tuple[str, int, str, dict | None]:
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidRequest("query: a non-empty string", param="query")
+    if "\x00" in query:  # PostgreSQL text cannot hold it
+        raise InvalidRequest("query: must not contain NUL characters", param="query")
     top_k = body.get("top_k", 5)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 50:
         raise InvalidRequest("top_k: an integer from 1 to 50", param="top_k")
