@@ -169,3 +169,78 @@ def test_chat_extension_without_relevant_hits_is_a_plain_chat(inferhub, handbook
         model="smollm2", messages=[{"role": "user", "content": UNRELATED}], max_tokens=1
     )
     assert reply.usage.prompt_tokens == plain.usage.prompt_tokens  # nothing was added to the prompt
+
+
+# -- answer_mode: "extractive" answers with the passages themselves, no model involved ---------------------
+
+
+def test_extractive_answer_quotes_the_best_passages_and_calls_no_model(handbook) -> None:
+    client, name, ids = handbook
+    body = {"collections": [name], "query": QUESTION, "answer_mode": "extractive", "top_k": 2}
+    response = client.http.post("/v1/rag/query", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["object"] == "rag.answer" and answer["answer_mode"] == "extractive"
+    assert answer["model"] is None and answer["usage"] is None
+    _check_citations(answer["citations"], ids, "Vacation")
+    # The answer is the cited passages, best first, each quoted and numbered like its citation.
+    expected = "\n\n".join(f'"{c["chunk"]}" [{c["index"]}]' for c in answer["citations"])
+    assert answer["answer"] == expected and answer["answer"].startswith(f'"{HANDBOOK["Vacation"]}" [1]')
+    # No model is called: a model that does not exist changes nothing, where generating answers 404.
+    unknown = {**body, "model": "no-such-model"}
+    assert client.http.post("/v1/rag/query", json=unknown).json() == answer
+    generate = client.http.post("/v1/rag/query", json={**unknown, "answer_mode": "generate"})
+    assert generate.status_code == 404, generate.text
+
+
+def test_extractive_answer_streams_one_chunk_then_citations(handbook) -> None:
+    client, name, ids = handbook
+    body = {"collections": [name], "query": QUESTION, "answer_mode": "extractive", "stream": True}
+    with client.http.stream("POST", "/v1/rag/query", json=body) as response:
+        chunks, citations = _split_stream(_sse(response))
+    plain = client.http.post("/v1/rag/query", json={**body, "stream": False}).json()
+    assert len(chunks) == 1 and chunks[0]["choices"][0]["delta"]["content"] == plain["answer"]
+    assert chunks[0]["choices"][0]["finish_reason"] == "stop"
+    assert citations["citations"] == plain["citations"]
+    _check_citations(citations["citations"], ids, "Vacation")
+
+
+def test_extractive_answer_without_relevant_passages(handbook) -> None:
+    client, name, _ = handbook
+    body = {"collections": [name], "query": UNRELATED, "answer_mode": "extractive"}
+    answer = client.http.post("/v1/rag/query", json=body).json()
+    assert (answer["answer"], answer["citations"], answer["model"]) == (NO_ANSWER, [], None)
+
+
+def test_generate_is_the_default_answer_mode(handbook) -> None:
+    client, name, ids = handbook
+    for extra in ({}, {"answer_mode": "generate"}, {"answer_mode": None}):
+        body = {"collections": [name], "query": QUESTION, "max_tokens": 4, **extra}
+        answer = client.http.post("/v1/rag/query", json=body).json()
+        assert answer["answer_mode"] == "generate" and answer["model"] == "smollm2", answer
+        assert answer["usage"]["completion_tokens"] > 0  # the model wrote it
+        _check_citations(answer["citations"], ids, "Vacation")
+
+
+@pytest.mark.parametrize("value", ["summarize", "", "EXTRACTIVE", 1, True, ["extractive"], {"mode": "extractive"}])
+def test_a_bad_answer_mode_is_400(handbook, ragkit, value: Any) -> None:
+    client, name, _ = handbook
+    body = {"collections": [name], "query": QUESTION, "answer_mode": value}
+    error = ragkit.assert_openai_error(client.http.post("/v1/rag/query", json=body), 400)
+    assert error["param"] == "answer_mode" and "extractive" in error["message"], error
+
+
+def test_answer_mode_is_in_the_openapi_document(inferhub) -> None:
+    schema = httpx.get(f"{inferhub.url}/openapi.json", timeout=30).json()
+    body = schema["paths"]["/v1/rag/query"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    answer_mode = body["properties"]["answer_mode"]
+    assert answer_mode["enum"] == ["generate", "extractive"] and answer_mode["default"] == "generate"
+    assert "no model is called" in answer_mode["description"]
+
+
+@pytest.mark.parametrize("path", ["/v1/rag/query", "/v1/collections/{name}/search"])
+def test_a_nul_character_in_the_query_is_400(handbook, ragkit, path: str) -> None:
+    client, name, _ = handbook
+    body = {"collections": [name], "query": "vacation\u0000days", "answer_mode": "extractive"}
+    response = client.http.post(path.format(name=name), json=body)
+    assert ragkit.assert_openai_error(response, 400)["param"] == "query"

@@ -120,3 +120,49 @@ def test_hybrid_scores_are_reciprocal_rank_fusion_of_both_rankings(corpus, query
     # top_k cuts the fused list, not the rankings before fusion.
     top3 = client.search(name, query, mode="hybrid", top_k=3)
     assert [h["chunk_id"] for h in top3] == [h["chunk_id"] for h in hybrid[:3]]
+
+
+# Ten pasted pages about teams (each says "team" twice, none says "charge"), and one uploaded file that names
+# Quillfeather once and shares no other word with the question.
+TEAM_PAGES = [
+    f"The {unit} team meets on {day}. Every team member files a weekly status note before the meeting."
+    for unit, day in [
+        ("payroll", "Mondays"), ("legal", "Tuesdays"), ("design", "Wednesdays"), ("support", "Thursdays"),
+        ("research", "Fridays"), ("sales", "Mondays"), ("facilities", "Tuesdays"), ("security", "Wednesdays"),
+        ("finance", "Thursdays"), ("logistics", "Fridays"),
+    ]
+]  # fmt: skip
+HANDOVER = b"# Service handover\n\nFrom March the note-keeping service Quillfeather belongs to the platform group.\n"
+
+
+@pytest.fixture(scope="module")
+def teams(inferhub, ragkit):
+    with ragkit.Rag(inferhub.url, ragkit.new_key(inferhub, "rag")) as client:
+        name = client.create_collection()["name"]
+        for text in TEAM_PAGES:
+            assert client.add_text(name, text).status_code == 202
+        response = client.upload(name, "handover.md", HANDOVER, "text/markdown")
+        assert response.status_code == 202, response.text
+        client.wait_all_ready(name, len(TEAM_PAGES) + 1)
+        yield client, name, response.json()["id"]
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+@pytest.mark.parametrize("query", ["Which team is in charge of Quillfeather?", "Which team owns Quillfeather?"])
+def test_a_rare_word_outweighs_common_ones(teams, query: str, mode: str) -> None:
+    """Every page matches "team" (twice); only the uploaded file matches "Quillfeather" (once): it ranks first.
+
+    ``ts_rank_cd`` alone scored each page 0.2 and the file 0.1; weighting terms by their rarity in the
+    collection (BM25-style IDF) puts the file first by far.
+    """
+    client, name, file_id = teams
+    hits = client.search(name, query, mode=mode, top_k=5)
+    assert hits[0]["document_id"] == file_id, [h["text"][:40] for h in hits]
+    if mode == "keyword":
+        assert hits[0]["keyword_score"] > 3 * hits[1]["keyword_score"], hits[:2]
+
+
+def test_a_minus_word_excludes_chunks(teams) -> None:
+    client, name, _ = teams
+    texts = [h["text"] for h in client.search(name, "team -payroll -legal", mode="keyword", top_k=50)]
+    assert len(texts) == len(TEAM_PAGES) - 2 and not any("payroll" in t or "legal" in t for t in texts), texts

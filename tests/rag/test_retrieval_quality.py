@@ -4,16 +4,92 @@
 ``bench/corpus/retrieval.py``) are ingested through the API, then 100 paraphrased questions, each answered by
 exactly one document, are searched. A question is a hit when its document is among the top 5 results.
 Hybrid must reach 0.9; recall@5, recall@1 and MRR of all three modes are printed (``-s`` shows them).
+
+Beside the pasted corpus, five files are uploaded (Markdown, plain text, HTML, PDF, DOCX), each naming a word
+no other document has, once, in a passage that shares little else with its question; every other word of the
+question ("team", "people", "days", "euros", "office") is all over the corpus. A question naming that word must
+rank the file first, in keyword and in hybrid search. Ranking by ``ts_rank_cd`` alone counted a pasted profile
+saying "team" twice above the file naming "Quillfeather" once: keyword ranks now weigh each term by how rare it
+is in the collection (BM25-style, ``inferhub.store.rag_fulltext``).
 """
 
 from __future__ import annotations
 
+import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 DOCUMENTS, QUESTIONS, TOP_K = 240, 100, 5
+
+
+def _pdf(text: str) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 10, text)
+    return bytes(pdf.output())
+
+
+def _docx(heading: str, text: str) -> bytes:
+    import docx
+
+    document = docx.Document()
+    document.add_heading(heading, level=1)
+    document.add_paragraph(text)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+# label: (filename, content type, build the file, a question naming the file's unique word)
+UPLOADS = {
+    "upload-quillfeather": (
+        "handover.md",
+        "text/markdown",
+        lambda: (
+            b"# Service handover\n\nFrom March the note-taking service Quillfeather belongs to the platform "
+            b"group, which takes over its pager and its tickets.\n\nThe previous owners keep read access for a quarter."
+        ),
+        "Which team is in charge of Quillfeather?",
+    ),
+    "upload-brambleworth": (
+        "rooms.txt",
+        "text/plain",
+        lambda: (
+            b"Meeting rooms on the fourth floor.\n\nThe Brambleworth room seats fourteen and has a ceiling "
+            b"projector; it is booked through reception."
+        ),
+        "How many people fit in Brambleworth?",
+    ),
+    "upload-orvandel": (
+        "suppliers.html",
+        "text/html",
+        lambda: (
+            b"<html><body><h1>Suppliers</h1><p>Chairs and standing desks come from Orvandel, usually ten "
+            b"working days after the order.</p></body></html>"
+        ),
+        "How many days does Orvandel need for a delivery?",
+    ),
+    "upload-tessaline": (
+        "parking.pdf",
+        "application/pdf",
+        lambda: _pdf("The parking scheme Tessaline costs forty a month and is renewed every January."),
+        "How many euros per month does Tessaline cost staff?",
+    ),
+    "upload-zembrook": (
+        "visitors.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        lambda: _docx(
+            "Visitor badges",
+            "Guests of the Zembrook site collect a badge at the gate and hand it back when they leave.",
+        ),
+        "Where do people visiting Zembrook pick up a badge?",
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +110,11 @@ def ingested(inferhub, ragkit):
 
         with ThreadPoolExecutor(4) as pool:
             keys = dict(pool.map(upload, documents))
-        ready = client.wait_all_ready(name, len(documents), timeout=180)
+        for label, (filename, content_type, build_file, _) in UPLOADS.items():
+            response = client.upload(name, filename, build_file(), content_type)
+            assert response.status_code == 202, response.text
+            keys[response.json()["id"]] = label
+        ready = client.wait_all_ready(name, len(documents) + len(UPLOADS), timeout=240)
         elapsed = time.perf_counter() - started
         chunks = sum(d["chunk_count"] for d in ready)
         print(
@@ -84,3 +164,12 @@ def test_hybrid_recall_at_5(ingested) -> None:
             misses = [q for q, r in ranks.items() if r is None]
     print("\n" + "\n".join(lines))
     assert recall["hybrid"] >= 0.9, f"hybrid recall@{TOP_K} {recall['hybrid']:.2f}; missed: {misses}"
+
+
+@pytest.mark.parametrize("label", list(UPLOADS))
+@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+def test_an_uploaded_file_ranks_first_for_its_unique_word(ingested, label: str, mode: str) -> None:
+    client, name, keys, _ = ingested
+    question = UPLOADS[label][3]
+    ranked = [keys[h["document_id"]] for h in client.search(name, question, mode=mode, top_k=TOP_K)]
+    assert ranked and ranked[0] == label, f"{question!r} ({mode}): {ranked}"

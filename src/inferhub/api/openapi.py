@@ -98,10 +98,30 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             "system": {"type": "string"},
         },
     },
+    "RagQueryRequest": {
+        "type": "object",
+        "required": ["collections", "query"],
+        "properties": {
+            "collections": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+            "query": {"type": "string"},
+            "answer_mode": {
+                "type": "string",
+                "enum": ["generate", "extractive"],
+                "default": "generate",
+                "description": "generate: the model answers from the retrieved sources, citing them. extractive: "
+                "no model is called; the answer is the retrieved passages, quoted and numbered like the "
+                "citations (for a weak model such as the embedded SmolLM2-135M, or when only sources matter).",
+            },
+            "model": {"type": "string", "description": "defaults to the local chat model; unused when extractive"},
+            "top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
+            "filter": {"type": "object", "description": "metadata fields the documents must have"},
+            "stream": {"type": "boolean", "default": False},
+            "max_tokens": {"type": "integer", "minimum": 1, "default": 512},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        },
+    },
 }
 
 
 def body_schema(name: str) -> dict[str, Any]:
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _SCHEMAS[name]}}}
-    }
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _SCHEMAS[name]}}}}

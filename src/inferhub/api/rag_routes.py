@@ -18,11 +18,12 @@ from starlette.concurrency import run_in_threadpool
 
 from inferhub.api import inference, validation
 from inferhub.api.context import authenticate, context_of, request_meta
+from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.streaming import SSE_HEADERS, openai_sse
 from inferhub.errors import APIError, InvalidRequest, NotFound
 from inferhub.rag.extract import SUPPORTED, detect_mime
-from inferhub.rag.service import NO_ANSWER, build_messages, citations, relevant
+from inferhub.rag.service import NO_ANSWER, build_messages, citations, extractive_answer, relevant
 from inferhub.store.keys import KeyRecord
 from inferhub.store.rag import PgvectorMissing
 
@@ -30,6 +31,7 @@ RETRIEVAL_ENDPOINT = "rag.retrieval"
 
 router = APIRouter(prefix="/v1", tags=["RAG"])
 MODES = ("hybrid", "vector", "keyword")
+ANSWER_MODES = ("generate", "extractive")
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 
 
@@ -252,6 +254,8 @@ def _search_args(body: dict[str, Any]) -> tuple[str, int, str, dict | None]:
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidRequest("query: a non-empty string", param="query")
+    if "\x00" in query:  # PostgreSQL text cannot hold it
+        raise InvalidRequest("query: must not contain NUL characters", param="query")
     top_k = body.get("top_k", 5)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 50:
         raise InvalidRequest("top_k: an integer from 1 to 50", param="top_k")
@@ -312,20 +316,31 @@ async def _retrieve(request: Request, record: KeyRecord, names: Any, query: str,
                                           filter=filter))  # fmt: skip
 
 
-@router.post("/rag/query")
+@router.post("/rag/query", openapi_extra=body_schema("RagQueryRequest"))
 async def rag_query(request: Request):
-    """Retrieve, then answer with citations; ``stream: true`` streams the answer, citations in a final event."""
+    """Retrieve, then answer with citations; ``stream: true`` streams the answer, citations in a final event.
+
+    ``answer_mode``: ``generate`` (default) has the model answer from the sources; ``extractive`` calls no
+    model and answers with the retrieved passages themselves, quoted and numbered like their citations.
+    """
     record = authenticate(request, scope="rag")
     body = validation.parse_json_object(await request.body())
     query, top_k, _, filter = _search_args(body)
+    answer_mode = "generate" if body.get("answer_mode") is None else body["answer_mode"]
+    if answer_mode not in ANSWER_MODES:
+        raise InvalidRequest(f"answer_mode: one of {', '.join(ANSWER_MODES)}", param="answer_mode")
     context, _ = _rag(request)
     model = body.get("model") or context.default_chat_model
-    if not isinstance(model, str) or not model:
+    if answer_mode == "extractive":
+        model = None  # no model is called: none is needed
+    elif not isinstance(model, str) or not model:
         raise InvalidRequest("model: required (no default chat model is configured)", param="model")
-    hits = await _retrieve(request, record, body.get("collections"), query, top_k, filter)
     stream = validation.optional_bool(body, "stream")
+    hits = await _retrieve(request, record, body.get("collections"), query, top_k, filter)
     if not hits:
-        return _no_answer(model, stream=bool(stream))
+        return _fixed_answer(NO_ANSWER, [], model, answer_mode, stream=bool(stream))
+    if answer_mode == "extractive":
+        return _fixed_answer(extractive_answer(hits), hits, None, answer_mode, stream=bool(stream))
     chat = {"model": model, "messages": build_messages(query, hits), "max_tokens": body.get("max_tokens", 512)}
     if body.get("temperature") is not None:
         chat["temperature"] = body["temperature"]
@@ -344,6 +359,7 @@ async def rag_query(request: Request):
         {
             "object": "rag.answer",
             "answer": answer,
+            "answer_mode": "generate",
             "model": routed.served_model,
             "citations": citations(hits),
             "usage": result.get("usage"),
@@ -352,22 +368,23 @@ async def rag_query(request: Request):
     )
 
 
-def _no_answer(model: str, *, stream: bool):
+def _fixed_answer(answer: str, hits: list, model: str | None, answer_mode: str, *, stream: bool):
+    """An answer no model wrote (nothing relevant found, or ``extractive``), as a response or a stream."""
+    cited = citations(hits)
     if not stream:
-        return ORJSONResponse(
-            {"object": "rag.answer", "answer": NO_ANSWER, "model": model, "citations": [], "usage": None}
-        )
+        return ORJSONResponse({"object": "rag.answer", "answer": answer, "answer_mode": answer_mode, "model": model,
+                               "citations": cited, "usage": None})  # fmt: skip
 
     async def events():
         chunk = {
-            "id": "rag-none",
+            "id": "rag-" + ("extract" if hits else "none"),
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": NO_ANSWER}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
         }
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-        yield b"data: " + orjson.dumps({"object": "rag.citations", "citations": []}) + b"\n\n"
+        yield b"data: " + orjson.dumps({"object": "rag.citations", "citations": cited}) + b"\n\n"
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
@@ -404,4 +421,3 @@ async def chat_with_collections(request: Request, body: dict[str, Any], endpoint
         )
     _, result, headers = await inference.run(request, "chat", body, endpoint=endpoint)
     return ORJSONResponse({**result, "citations": citations(hits)}, headers=headers)
-

@@ -142,6 +142,11 @@ def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
 
+def extractive_answer(hits: list[Hit]) -> str:
+    """The passages themselves, best first, each quoted and marked with its citation's number."""
+    return "\n\n".join(f'"{h.text}" [{n}]' for n, h in enumerate(hits, start=1))
+
+
 def citations(hits: list[Hit]) -> list[dict[str, Any]]:
     return [
         {

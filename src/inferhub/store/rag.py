@@ -3,7 +3,8 @@
 Each collection has its own embedding model and dimension, so the ``embedding``
 column is an untyped ``vector`` and every collection gets a partial HNSW index on
 ``embedding::vector(<dim>)``; queries use the same expression and the index.
-Keyword search uses ``tsvector`` with OR semantics (any query term counts).
+Keyword search uses ``tsvector`` with OR semantics (any query term counts), ranked like BM25
+(``rag_fulltext``).
 Hybrid search fuses both rankings with reciprocal rank fusion (k = 60).
 """
 
@@ -18,6 +19,7 @@ import orjson
 from sqlalchemy import text
 
 from inferhub.store.database import Database
+from inferhub.store.rag_fulltext import keyword_rows
 from inferhub.store.rag_schema import CHUNKS_DDL
 
 RRF_K = 60
@@ -408,18 +410,7 @@ class RagStore:
 
     def _keyword(self, session, collection: dict, query: str, filter, limit) -> list[Hit]:
         where, params = _filter(filter)
-        rows = session.execute(
-            text(f"""
-            WITH q AS (SELECT replace(websearch_to_tsquery('english', :query)::text, '&', '|') AS expr)
-            SELECT c.id, c.document_id, d.title, c.section, c.page, c.text, c.metadata,
-                   ts_rank_cd(c.tsv, to_tsquery('english', q.expr)) AS score
-            FROM chunks c JOIN documents d ON d.id = c.document_id, q
-            WHERE c.collection_id = :cid AND q.expr <> '' AND c.tsv @@ to_tsquery('english', q.expr) {where}
-            ORDER BY score DESC, c.id
-            LIMIT :limit
-        """),
-            {"query": query, "cid": collection["id"], "limit": limit, **params},
-        ).all()
+        rows = keyword_rows(session, collection["id"], query, where, params, limit)
         return [
             Hit(
                 r.id,
