@@ -148,6 +148,8 @@ async def _metered(request: Request, stream: OpenStream, upstream: AsyncIterator
         raise
     finally:
         outcome = stream.outcome
+        if status != 200:
+            outcome.count_unreported()  # dropped or broken before the engine reported usage
         await meter.finish(
             ticket, status=status, served_model=stream.routed.served_model, backend=stream.backend.id,
             prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
