@@ -19,7 +19,7 @@ from typing import Any
 _CHAT_FIELDS = ("functions", "function_call", "tools", "tool_choice")
 
 
-class _PromptCaptured(Exception):  # noqa: N818 - a signal, not an error
+class _PromptCaptured(Exception):
     def __init__(self, tokens: list[int]) -> None:
         self.tokens = tokens
 

@@ -335,6 +335,14 @@ class Gateway:
                      prompt_tokens=used.get("prompt_tokens", 0), completion_tokens=completion_tokens)  # fmt: skip
             return Routed(backend, requested, number, self.registry.resolve(requested)), result
 
+    def estimate_prompt_tokens(self, capability: Capability, body: dict[str, Any]) -> int:
+        """The prompt tokens of a request that ended before its backend reported usage (the client left):
+        counted here, exactly for a backend with a local counter, else estimated (characters/4)."""
+        backends = self.registry.candidates(body["model"])
+        if capability == "embeddings" or not backends:
+            return 0
+        return self.registry.adapter(backends[0]).estimate_prompt_tokens(_with_defaults(backends[0], body, capability))
+
     # -- streaming -------------------------------------------------------------------------------
 
     async def open_stream(
@@ -371,8 +379,10 @@ class Gateway:
                 raise
             await attempts.aclose()
             routed = Routed(backend, requested, number, self.registry.resolve(requested))
-            outcome = StreamOutcome(prompt_count=adapter.start_prompt_count(upstream_body),
-                                    estimate_prompt=functools.partial(adapter.estimate_prompt_tokens, upstream_body))
+            outcome = StreamOutcome(
+                prompt_count=adapter.start_prompt_count(upstream_body),
+                estimate_prompt=functools.partial(adapter.estimate_prompt_tokens, upstream_body),
+            )
             events = self._account(routed, adapter, upstream_body, upstream, outcome, started)
             return OpenStream(routed, events, outcome)
 
@@ -443,7 +453,7 @@ async def _prompt_tokens(adapter: Adapter, body: dict[str, Any], counted: asynci
     if counted is not None:
         try:
             return await counted
-        except Exception:  # noqa: BLE001 - fall back to the adapter's own count
+        except Exception:
             pass
     return await adapter.count_prompt_tokens(body)
 
