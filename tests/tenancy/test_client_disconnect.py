@@ -91,6 +91,8 @@ def test_a_stream_dropped_mid_way_leaves_its_record_and_frees_its_slot(hub, fake
 
     (record,) = kit.wait_until(dropped, "the usage record of the dropped stream", timeout=15)
     assert record["model"] == MODEL and record["endpoint"] == "/v1/chat/completions"
+    # Dropped before the engine's usage: billed its prompt (estimated for Ollama) and the chunk it received.
+    assert record["prompt_tokens"] > 0 and record["completion_tokens"] >= 1, record
     # The slot came back: the key's next request is admitted (a leaked slot would refuse it for good).
     response = kit.wait_until(
         lambda: (r := kit.chat(hub.url, key["key"], model=MODEL)).status_code != 429 and r,
