@@ -258,7 +258,9 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
             )  # fmt: skip
             adapter = OpenAIAdapter(local, registry.client_for(local.endpoint_url, 300.0))
             model_file = getattr(chat_model, "model_path", None) or settings.local_chat_model_path
-            adapter.prompt_counter = ChatPromptCounter(model_file or packaged_model_path()).count  # for streams
+            counter = ChatPromptCounter(model_file or packaged_model_path())  # streams bill the engine's count
+            await asyncio.to_thread(counter.load)
+            adapter.prompt_counter = counter.count
             registry.add_local(local, adapter)
         if embedding_model is not None:
             local = Backend(

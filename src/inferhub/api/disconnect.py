@@ -11,7 +11,6 @@ request ends as a 499 (nginx's "client closed request") with its usage record.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -28,20 +27,33 @@ class ClientDisconnected(APIError):
 
 
 async def unless_client_leaves(request: Request, call: Awaitable[T]) -> T:
-    """Await ``call``; if the client disconnects first, cancel it and raise :class:`ClientDisconnected`."""
-    work = asyncio.ensure_future(call)
-    gone = asyncio.ensure_future(_disconnected(request))
+    """Await ``call``; if the client disconnects first, cancel it and raise :class:`ClientDisconnected`.
+
+    The call runs in the request's own task (one watcher task beside it, no copy of the context); the
+    watcher cancels that task when the client leaves, and the cancellation is turned into the error.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    left = finished = False
+
+    def on_watcher_done(watcher: asyncio.Future[None]) -> None:
+        nonlocal left
+        if finished or watcher.cancelled() or watcher.exception() is not None:
+            return
+        left = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(_disconnected(request))
+    watcher.add_done_callback(on_watcher_done)
     try:
-        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        return await call
+    except asyncio.CancelledError:
+        if left and task.uncancel() == 0:  # our own cancellation, not the server's
+            raise ClientDisconnected("the client closed the connection before the answer was ready") from None
+        raise
     finally:
-        if not work.done():  # the client left, or this request was cancelled itself
-            work.cancel()
-            with contextlib.suppress(BaseException):
-                await work  # let the call give back its backend slot before we go on
-        gone.cancel()
-    if gone.done() and not gone.cancelled() and work.cancelled():
-        raise ClientDisconnected("the client closed the connection before the answer was ready")
-    return work.result()
+        finished = True
+        watcher.cancel()
 
 
 async def _disconnected(request: Request) -> None:
