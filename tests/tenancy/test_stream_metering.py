@@ -143,3 +143,20 @@ def test_a_dropped_stream_bills_its_prompt_and_the_tokens_streamed_so_far(inferh
     budget = platform.ok("GET", f"/api/tenants/{tenant['id']}")["budget_used"]
     all_records = platform.request_log(key_id=key["id"])
     assert budget["monthly_tokens"] == sum(r["prompt_tokens"] + r["completion_tokens"] for r in all_records)
+
+
+def test_a_streamed_completion_bills_the_prompt_of_the_same_request(inferhub, platform, kit):
+    """Text completions (OpenAI ``/v1/completions``, Ollama ``/api/generate`` with and without ``raw``)."""
+    _, key = _tenant_key(platform, "completions")
+    openai_client, ollama_client = _clients(inferhub, key["key"])
+    prompt = "The three primary colours are"
+    common = {"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 0}
+    plain = openai_client.completions.create(**common).usage.prompt_tokens
+    streamed = list(openai_client.completions.create(**common, stream=True, stream_options={"include_usage": True}))
+    assert streamed[-1].usage is not None
+    assert streamed[-1].usage.prompt_tokens == plain > 0
+    for raw in (False, True):
+        options = {"num_predict": 8, "temperature": 0}
+        once = ollama_client.generate(model=MODEL, prompt=prompt, raw=raw, options=options).prompt_eval_count
+        final = list(ollama_client.generate(model=MODEL, prompt=prompt, raw=raw, options=options, stream=True))[-1]
+        assert final.done and final.prompt_eval_count == once > 0, (raw, once, final.prompt_eval_count)
