@@ -17,9 +17,32 @@ from typing import Any
 import ollama
 import openai
 import pytest
-from bench.stream_prompt_tokens import REQUESTS, SYSTEM, ollama_usage, openai_usage
 
 MODEL = "smollm2"
+SYSTEM = {"role": "system", "content": "You are a terse assistant. Answer in a few words."}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+REQUESTS: dict[str, dict[str, Any]] = {
+    "system-user": {"messages": [SYSTEM, {"role": "user", "content": "Name one colour of the rainbow."}]},
+    "multi-turn": {
+        "messages": [
+            SYSTEM,
+            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "Paris."},
+            {"role": "user", "content": "And of Italy?"},
+        ]
+    },
+    "tools": {
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [WEATHER_TOOL],
+    },
+}
 MONTHLY_TOKENS = 100_000_000  # a budget, so the tenant's token counter runs; never reached
 
 
@@ -43,11 +66,24 @@ def _clients(inferhub: Any, key: str) -> tuple[openai.OpenAI, ollama.Client]:
 
 
 def _openai(client: openai.OpenAI, request: dict[str, Any], *, stream: bool) -> tuple[int, int]:
-    return openai_usage(client, MODEL, request, stream=stream)
+    common = {"model": MODEL, "max_tokens": 8, "temperature": 0, **request}
+    if not stream:
+        usage = client.chat.completions.create(**common).usage
+        return usage.prompt_tokens, usage.completion_tokens
+    chunks = list(client.chat.completions.create(**common, stream=True, stream_options={"include_usage": True}))
+    usage = chunks[-1].usage
+    assert usage is not None and not chunks[-1].choices, "the last chunk carries the usage"
+    return usage.prompt_tokens, usage.completion_tokens
 
 
 def _ollama(client: ollama.Client, request: dict[str, Any], *, stream: bool) -> tuple[int, int]:
-    return ollama_usage(client, MODEL, request, stream=stream)
+    common = {"model": MODEL, "options": {"num_predict": 8, "temperature": 0}, **request}
+    if not stream:
+        answer = client.chat(**common)
+        return answer.prompt_eval_count, answer.eval_count
+    final = list(client.chat(**common, stream=True))[-1]
+    assert final.done
+    return final.prompt_eval_count, final.eval_count
 
 
 @pytest.mark.parametrize("name", list(REQUESTS))
