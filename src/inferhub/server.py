@@ -25,6 +25,7 @@ from inferhub.api.context import AppContext
 from inferhub.app import create_app
 from inferhub.backends.base import Backend
 from inferhub.backends.embedded_adapter import EmbeddedAdapter
+from inferhub.backends.llama_cpp_tokens import ChatPromptCounter
 from inferhub.backends.openai_adapter import OpenAIAdapter
 from inferhub.bootstrap import ensure_bootstrap_admin, ensure_bootstrap_key, print_bootstrap_key
 from inferhub.gateway.auth import AdminUserCache, KeyCache
@@ -52,6 +53,7 @@ from inferhub.observability.metrics import Metrics, StateCollector
 from inferhub.observability.tracing import Tracing
 from inferhub.rag.service import RagService
 from inferhub.runtime.embedded_postgres import EmbeddedPostgres, StartupError
+from inferhub.runtime.local_chat_model import packaged_model_path
 from inferhub.settings import Settings
 from inferhub.store import migrate
 from inferhub.store.admin_service import AdminService
@@ -254,8 +256,14 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
                 id=f"local:{chat_model.alias}", model_name=chat_model.alias, backend_type="llamacpp",
                 endpoint_url=chat_model.url, source="local", description="embedded llama.cpp (SmolLM2-135M)",
                 timeout_seconds=300.0, max_concurrency=2,  # llama-cpp-python generates one request at a time
+                context_tokens=settings.local_chat_context,
             )  # fmt: skip
-            registry.add_local(local, OpenAIAdapter(local, registry.client_for(local.endpoint_url, 300.0)))
+            adapter = OpenAIAdapter(local, registry.client_for(local.endpoint_url, 300.0))
+            model_file = getattr(chat_model, "model_path", None) or settings.local_chat_model_path
+            counter = ChatPromptCounter(model_file or packaged_model_path())  # streams bill the engine's count
+            await asyncio.to_thread(counter.load)
+            adapter.prompt_counter = counter.count
+            registry.add_local(local, adapter)
         if embedding_model is not None:
             local = Backend(
                 id=f"local:{embedding_model.name}", model_name=embedding_model.name, backend_type="embedded",

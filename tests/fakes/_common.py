@@ -8,6 +8,7 @@ Every fake app keeps its test knobs on ``app.state``:
 * ``fail_times``: ``None`` (fail forever) or N: fail only the next N matching requests, then recover.
 * ``fail_paths``: ``None`` (every route) or a set of paths the fail mode applies to, e.g. ``{"/api/chat"}``.
 * ``hang_seconds``: how long ``"hang"`` sleeps before answering normally (default 30 s).
+* ``abandoned``: paths of the ``"hang"`` requests whose client (the gateway) went away before the answer.
 * ``chunk_delay``: seconds to sleep between streamed chunks (default 0).
 """
 
@@ -58,6 +59,7 @@ def init_state(app: Starlette) -> None:
     app.state.fail_times = None
     app.state.fail_paths = None
     app.state.hang_seconds = 30.0
+    app.state.abandoned = []
     app.state.chunk_delay = 0.0
 
 
@@ -110,6 +112,7 @@ async def early_failure(request: Request, mode: str | None, error_body: Any) -> 
         started = asyncio.get_running_loop().time()
         while asyncio.get_running_loop().time() - started < float(request.app.state.hang_seconds):
             if await request.is_disconnected():
+                request.app.state.abandoned.append(request.url.path)
                 return Response(b"", 499)
             await asyncio.sleep(0.05)
     return None

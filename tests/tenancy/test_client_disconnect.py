@@ -1,4 +1,5 @@
-"""A client that goes away mid-stream still leaves its usage record and gives back its concurrency slot.
+"""A client that goes away mid-stream still leaves its usage record and gives back its concurrency slot;
+one that goes away before a non-streaming answer has its upstream call cancelled.
 
 Starlette cancels the request's task when the client disconnects; everything the gateway does after that
 (queue the usage record, settle the limits in Redis) must survive the cancellation. With Redis counters and
@@ -7,6 +8,8 @@ a key limited to one request at a time, a leaked slot would refuse every later r
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,6 +91,8 @@ def test_a_stream_dropped_mid_way_leaves_its_record_and_frees_its_slot(hub, fake
 
     (record,) = kit.wait_until(dropped, "the usage record of the dropped stream", timeout=15)
     assert record["model"] == MODEL and record["endpoint"] == "/v1/chat/completions"
+    # Dropped before the engine's usage: billed its prompt (estimated for Ollama) and the chunk it received.
+    assert record["prompt_tokens"] > 0 and record["completion_tokens"] >= 1, record
     # The slot came back: the key's next request is admitted (a leaked slot would refuse it for good).
     response = kit.wait_until(
         lambda: (r := kit.chat(hub.url, key["key"], model=MODEL)).status_code != 429 and r,
@@ -97,3 +102,33 @@ def test_a_stream_dropped_mid_way_leaves_its_record_and_frees_its_slot(hub, fake
     assert response.status_code == 200, response.text
     kit.wait_until(lambda: platform.request_log(key_id=key["id"], status=200), "the admitted request's record", 15)
     assert len(platform.request_log(key_id=key["id"], status=429)) >= 1  # the one refused while it streamed
+
+
+def test_a_request_abandoned_before_its_answer_cancels_the_upstream_call(hub, fake, platform, kit):
+    """Non-streaming: the engine sees its request abandoned (it used to run to its end for nobody)."""
+    tenant = platform.tenant("abandon-team")
+    key = platform.key(tenant["id"], "abandoner", limits={"concurrency": 1})
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "a slow answer nobody waits for"}]})
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key['key']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+    state = fake.app.state
+    state.abandoned.clear()
+    seen = len(state.calls)
+    state.fail_mode, state.hang_seconds, state.fail_paths = "hang", 60, {"/api/chat"}  # answers in 60 s
+    try:
+        with socket.create_connection(("127.0.0.1", hub.port), timeout=30) as client:
+            client.sendall(request)
+            kit.wait_until(lambda: any(c.path == "/api/chat" for c in state.calls[seen:]), "the call to the engine")
+        # The client has gone (its socket is closed); the gateway must drop the engine's call.
+        kit.wait_until(lambda: state.abandoned == ["/api/chat"], "the engine to see its request abandoned", 15)
+    finally:
+        state.fail_mode, state.fail_paths = None, None
+
+    (record,) = kit.wait_until(lambda: platform.request_log(key_id=key["id"], status=499), "the 499 record", 15)
+    assert record["endpoint"] == "/v1/chat/completions" and record["model"] == MODEL
+    assert record["prompt_tokens"] > 0, record  # the prompt reached the engine: billed as for a dropped stream
+    assert record["completion_tokens"] == 0, record
+    response = kit.chat(hub.url, key["key"], model=MODEL)  # the slot came back
+    assert response.status_code == 200, response.text

@@ -16,6 +16,7 @@ import orjson
 from fastapi import Request
 
 from inferhub.api.context import context_of, request_meta, routing_headers
+from inferhub.api.disconnect import ClientDisconnected, unless_client_leaves
 from inferhub.backends.base import Capability, StreamEvent
 from inferhub.errors import APIError
 from inferhub.gateway.metering import Ticket
@@ -79,7 +80,15 @@ async def run(request: Request, capability: Capability, body: dict[str, Any], *,
     context = context_of(request)
     ticket = await _begin(request, body["model"], endpoint)
     try:
-        routed, result = await context.gateway.run(capability, body, request_meta(request))
+        routed, result = await unless_client_leaves(
+            request, context.gateway.run(capability, body, request_meta(request))
+        )
+    except ClientDisconnected as exc:  # the upstream call was cancelled: bill the prompt, as a dropped stream
+        if ticket is not None:
+            prompt_tokens = context.gateway.estimate_prompt_tokens(capability, body)
+            await context.meter.finish(ticket, status=exc.status_code, prompt_tokens=prompt_tokens,
+                                       prompt=_prompt_of(body))  # fmt: skip
+        raise
     except APIError as exc:
         if ticket is not None:
             await context.meter.finish(ticket, status=exc.status_code)
@@ -148,6 +157,8 @@ async def _metered(request: Request, stream: OpenStream, upstream: AsyncIterator
         raise
     finally:
         outcome = stream.outcome
+        if status != 200:
+            outcome.count_unreported()  # dropped or broken before the engine reported usage
         await meter.finish(
             ticket, status=status, served_model=stream.routed.served_model, backend=stream.backend.id,
             prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
+import structlog
 
 from inferhub.backends.upstream_client import ConnectFailed, TimedOut, TransportError, UpstreamClient, UpstreamStream
 from inferhub.errors import APIError, UpstreamError
 from inferhub.observability.tracing import upstream_headers
+
+log = structlog.get_logger("inferhub.backends")
 
 Protocol = Literal["openai", "ollama", "tei", "embedded"]
 Capability = Literal["chat", "completions", "embeddings"]
@@ -46,6 +50,7 @@ class Backend:
     max_concurrency: int | None = None
     draining: bool = False
     discover_models: bool = True
+    context_tokens: int | None = None  # the engine's context window, when declared (max_tokens above it: 400)
     # Decrypted upstream credentials as request headers; kept out of repr so they never reach a log.
     auth_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
@@ -75,6 +80,8 @@ class Adapter:
     """Base adapter. Subclasses implement what their engine supports."""
 
     capabilities: frozenset[Capability] = frozenset()
+    # Counts a body's prompt tokens here, exactly as the engine does (its tokenizer and chat template).
+    prompt_counter: Callable[[dict[str, Any]], int] | None = None
 
     def __init__(self, backend: Backend, client: UpstreamClient) -> None:
         self.backend = backend
@@ -102,7 +109,25 @@ class Adapter:
         return [self.backend.target_model]
 
     async def count_prompt_tokens(self, body: dict[str, Any]) -> int:
-        """Used only when an engine streams without reporting usage: a characters/4 estimate."""
+        """Used only when an engine streams without reporting usage: the exact local count, else characters/4."""
+        if self.prompt_counter is not None:
+            return await asyncio.to_thread(self.estimate_prompt_tokens, body)
+        return max(1, len(prompt_text(body)) // 4)
+
+    def start_prompt_count(self, body: dict[str, Any]) -> asyncio.Future[int] | None:
+        """Count a stream's prompt in a thread while the engine works, when it can be counted here exactly,
+        so a stream dropped before the engine reports usage still has its real prompt tokens."""
+        if self.prompt_counter is None:
+            return None
+        return asyncio.ensure_future(asyncio.to_thread(self.estimate_prompt_tokens, body))
+
+    def estimate_prompt_tokens(self, body: dict[str, Any]) -> int:
+        """The prompt tokens known without the engine, synchronously: exact with a local counter, else chars/4."""
+        if self.prompt_counter is not None:
+            try:
+                return self.prompt_counter(body)
+            except Exception as exc:  # a template the engine would refuse too: bill the estimate
+                log.warning("prompt_count_failed", backend=self.backend.id, error=str(exc)[:200])
         return max(1, len(prompt_text(body)) // 4)
 
     def _unsupported(self, what: str) -> APIError:

@@ -51,8 +51,9 @@ class OpenAIAdapter(Adapter):
         return True
 
     async def count_prompt_tokens(self, body: dict[str, Any]) -> int:
-        """llama.cpp's server streams without usage; its tokenizer endpoint gives an exact count of the text."""
-        if self.backend.backend_type == "llamacpp":
+        """llama-cpp-python's server streams without usage: count with the model's own chat template here when
+        the model file is at hand (the embedded model), else ask its tokenizer endpoint (the text only)."""
+        if self.backend.backend_type == "llamacpp" and self.prompt_counter is None:
             try:
                 data = await self._post_json("/extras/tokenize/count", {"input": prompt_text(body)})
                 return int(data["count"])

@@ -14,8 +14,9 @@ model's fallback chain is tried in order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from inferhub.backends.base import Adapter, Backend, Capability, StreamEvent
 from inferhub.errors import APIError, ModelNotFound, UpstreamError
 from inferhub.gateway.admission import AdmissionController
 from inferhub.gateway.balancer import order_backends
+from inferhub.gateway.context_limit import check_max_tokens
 from inferhub.gateway.registry import BackendRegistry, canonical_model_name
 from inferhub.gateway.retry_budget import RetryBudget
 from inferhub.gateway.stats import StatsRecorder
@@ -73,6 +75,24 @@ class StreamOutcome:
     usage_seen: bool = False
     error: UpstreamError | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    output_chunks: int = 0  # chunks that carried text: one token each on engines that stream without usage
+    prompt_count: asyncio.Future[int] | None = None  # the prompt counted beside the engine (see Adapter)
+    estimate_prompt: Callable[[], int] | None = None
+
+    def count_unreported(self) -> None:
+        """A stream that ended early (dropped, broken) before the engine reported usage is billed what is
+        known: its prompt (counted here) and the tokens streamed so far. Synchronous: it runs in the
+        ``finally`` of a cancelled request, where nothing can be awaited."""
+        if self.usage_seen:
+            return
+        self.completion_tokens = max(self.completion_tokens, self.output_chunks)
+        if self.prompt_tokens:
+            return
+        counted = self.prompt_count
+        if counted is not None and counted.done() and not counted.cancelled() and counted.exception() is None:
+            self.prompt_tokens = counted.result()
+        elif self.estimate_prompt is not None:
+            self.prompt_tokens = self.estimate_prompt()
 
 
 @dataclass(slots=True)
@@ -278,6 +298,8 @@ class Gateway:
     ) -> tuple[Routed, dict[str, Any]]:
         meta = meta or RequestMeta()
         requested = body["model"]
+        if capability != "embeddings":
+            check_max_tokens(self.registry.candidates(requested), requested, body)
         attempts = self._attempts(requested, capability, body, meta)
         backend, number = await attempts.__anext__()
         while True:
@@ -313,6 +335,14 @@ class Gateway:
                      prompt_tokens=used.get("prompt_tokens", 0), completion_tokens=completion_tokens)  # fmt: skip
             return Routed(backend, requested, number, self.registry.resolve(requested)), result
 
+    def estimate_prompt_tokens(self, capability: Capability, body: dict[str, Any]) -> int:
+        """The prompt tokens of a request that ended before its backend reported usage (the client left):
+        counted here, exactly for a backend with a local counter, else estimated (characters/4)."""
+        backends = self.registry.candidates(body["model"])
+        if capability == "embeddings" or not backends:
+            return 0
+        return self.registry.adapter(backends[0]).estimate_prompt_tokens(_with_defaults(backends[0], body, capability))
+
     # -- streaming -------------------------------------------------------------------------------
 
     async def open_stream(
@@ -321,6 +351,8 @@ class Gateway:
         """Open the upstream stream; failures until here are retried and raised before any byte is sent."""
         meta = meta or RequestMeta()
         requested = body["model"]
+        if capability != "embeddings":
+            check_max_tokens(self.registry.candidates(requested), requested, body)
         attempts = self._attempts(requested, capability, body, meta)
         backend, number = await attempts.__anext__()
         while True:
@@ -347,7 +379,10 @@ class Gateway:
                 raise
             await attempts.aclose()
             routed = Routed(backend, requested, number, self.registry.resolve(requested))
-            outcome = StreamOutcome()
+            outcome = StreamOutcome(
+                prompt_count=adapter.start_prompt_count(upstream_body),
+                estimate_prompt=functools.partial(adapter.estimate_prompt_tokens, upstream_body),
+            )
             events = self._account(routed, adapter, upstream_body, upstream, outcome, started)
             return OpenStream(routed, events, outcome)
 
@@ -362,7 +397,6 @@ class Gateway:
     ) -> AsyncIterator[StreamEvent]:
         backend = routed.backend
         status: Literal["ok", "error", "cancelled"] = "cancelled"
-        chunks_with_output = 0
         first_output: float | None = None
         last: dict[str, Any] = {}
         try:
@@ -381,14 +415,14 @@ class Gateway:
                             outcome.finish_reason = choice["finish_reason"]
                         delta = choice.get("delta")
                         if (delta and (delta.get("content") or delta.get("reasoning_content"))) or choice.get("text"):
-                            chunks_with_output += 1
+                            outcome.output_chunks += 1
                             if first_output is None:
                                 first_output = time.perf_counter()
                     yield event
                 if not outcome.usage_seen:
                     # Engines such as llama.cpp's server stream one token per chunk and no usage.
-                    outcome.completion_tokens = chunks_with_output
-                    outcome.prompt_tokens = await adapter.count_prompt_tokens(body)
+                    outcome.completion_tokens = outcome.output_chunks
+                    outcome.prompt_tokens = await _prompt_tokens(adapter, body, outcome.prompt_count)
                     yield StreamEvent(data=_usage_chunk(last, outcome))
             except Exception as exc:  # a break after the first byte: surfaced as an error event
                 outcome.error = adapter.stream_broken(exc)
@@ -400,6 +434,8 @@ class Gateway:
         finally:
             self.admission.release(backend)
             elapsed = time.perf_counter() - started
+            if status != "ok":
+                outcome.count_unreported()
             if status == "error":
                 assert outcome.error is not None
                 self._failed(backend, elapsed, outcome.error)
@@ -411,6 +447,15 @@ class Gateway:
                      backend=backend.id, stream=True, status=status, attempts=routed.attempts,
                      duration_ms=round(elapsed * 1000, 2), prompt_tokens=outcome.prompt_tokens,
                      completion_tokens=outcome.completion_tokens)  # fmt: skip
+
+
+async def _prompt_tokens(adapter: Adapter, body: dict[str, Any], counted: asyncio.Future[int] | None) -> int:
+    if counted is not None:
+        try:
+            return await counted
+        except Exception:
+            pass
+    return await adapter.count_prompt_tokens(body)
 
 
 def _all_failed(failures: list[tuple[Backend, UpstreamError]]) -> UpstreamError:
