@@ -105,11 +105,11 @@ def startup_banner(settings: Settings, host: str, port: int) -> str:
         f'      API (Ollama)   {base}        e.g. ollama.Client(host="{base}", headers=...)',
         f"      Dashboard      {base}/ui",
         f"      API docs       {base}/docs",
-        f'  CLI: {_cli_command()} --help  (not on PATH: give that path, or `make cli ARGS="keys list"`).',
+        f"  CLI: {_cli_command()} --help   (not on PATH; in the clone `make cli ARGS='keys list'` runs it too)",
     ]
     if not settings.database_url:
-        lines.append(f"       Its database is under INFERHUB_HOME={home}; from another directory run")
-        lines.append(f"       `INFERHUB_HOME={home} inferhub keys list` or `inferhub --home {home} keys list`.")
+        lines.append(f"       It works on the database under {home}: from another directory give it")
+        lines.append(f"       INFERHUB_HOME={home} or --home {home}.")
     return "\n".join(lines) + "\n"
 
 
