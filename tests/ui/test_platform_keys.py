@@ -22,8 +22,9 @@ PASSWORD = "first-day-dashboard-password"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferhubProcess]:
-    process = InferhubProcess(tmp_path_factory.mktemp("inferhub-platform-keys"),
-                              env={"INFERHUB_BOOTSTRAP_ADMIN_PASSWORD": PASSWORD})  # fmt: skip
+    process = InferhubProcess(
+        tmp_path_factory.mktemp("inferhub-platform-keys"), env={"INFERHUB_BOOTSTRAP_ADMIN_PASSWORD": PASSWORD}
+    )
     with process:
         yield process
 
@@ -33,8 +34,9 @@ def browser(server: InferhubProcess) -> Iterator[httpx.Client]:
     """A logged-in dashboard session (cookies as a browser keeps them)."""
     with httpx.Client(base_url=server.url, timeout=120) as client:
         client.get("/ui/login").raise_for_status()
-        reply = client.post("/ui/login", data={"csrf_token": client.cookies["inferhub_csrf"], "username": "admin",
-                                               "password": PASSWORD})  # fmt: skip
+        reply = client.post(
+            "/ui/login", data={"csrf_token": client.cookies["inferhub_csrf"], "username": "admin", "password": PASSWORD}
+        )
         assert reply.status_code == 303, reply.text
         yield client
 
@@ -56,13 +58,16 @@ def test_a_key_without_tenant_opens_and_is_listed(server: InferhubProcess, brows
 
     cli_key = server.cli("keys", "create", "readme-app").stdout.strip()  # as the README does
     created = next(k for k in orjson.loads(server.cli("keys", "list", "--json").stdout) if k["name"] == "readme-app")
-    saved = browser.post(f"/ui/keys/{created['id']}", data={"csrf_token": _csrf(browser), "name": "readme-app-2",
-                                                            "scopes": ["inference", "rag"], "priority": "0"})  # fmt: skip
+    saved = browser.post(
+        f"/ui/keys/{created['id']}",
+        data={"csrf_token": _csrf(browser), "name": "readme-app-2", "scopes": ["inference", "rag"], "priority": "0"},
+    )
     assert saved.status_code == 303, saved.text[:500]
     assert httpx.get(f"{server.url}/api/keys/{created['id']}", headers=server.headers).json()["name"] == "readme-app-2"
 
-    rotated = browser.post(f"/ui/keys/{created['id']}/rotate", data={"csrf_token": _csrf(browser),
-                                                                     "grace_seconds": "0"})  # fmt: skip
+    rotated = browser.post(
+        f"/ui/keys/{created['id']}/rotate", data={"csrf_token": _csrf(browser), "grace_seconds": "0"}
+    )
     assert rotated.status_code == 200 and "Keys without a tenant" in rotated.text
     new_key = re.search(r'id="new-key-value" class="mono" readonly value="(ih-[^"]+)"', rotated.text).group(1)
     assert new_key != cli_key
@@ -91,12 +96,15 @@ def _wait_ready(server: InferhubProcess, name: str, document_id: str) -> None:
     raise AssertionError("the document was not ingested")
 
 
-def test_the_playground_answers_from_a_collection_without_tenant(server: InferhubProcess,
-                                                                 browser: httpx.Client) -> None:  # fmt: skip
+def test_the_playground_answers_from_a_collection_without_tenant(
+    server: InferhubProcess, browser: httpx.Client
+) -> None:
     api = httpx.Client(base_url=f"{server.url}/v1", headers=server.headers, timeout=120)
     assert api.post("/collections", json={"name": "platform-notes"}).status_code == 201
-    doc = api.post("/collections/platform-notes/documents",
-                   json={"text": "The staff canteen on floor two serves pancakes every Friday.", "title": "Canteen"})  # fmt: skip
+    doc = api.post(
+        "/collections/platform-notes/documents",
+        json={"text": "The staff canteen on floor two serves pancakes every Friday.", "title": "Canteen"},
+    )
     assert doc.status_code == 202, doc.text
     _wait_ready(server, "platform-notes", doc.json()["id"])
     collection_id = api.get("/collections/platform-notes").json()["id"]
@@ -104,21 +112,34 @@ def test_the_playground_answers_from_a_collection_without_tenant(server: Inferhu
     page = browser.get("/ui/playground")
     assert page.status_code == 200
     assert '<option value="" selected>no tenant (platform keys)</option>' in page.text
-    offered = orjson.loads(re.search(r'<script type="application/json" id="pg-collections">(.*?)</script>',
-                                     page.text, re.DOTALL).group(1))  # fmt: skip
+    offered = orjson.loads(
+        re.search(r'<script type="application/json" id="pg-collections">(.*?)</script>', page.text, re.DOTALL).group(1)
+    )
     choice = next(c for c in offered[""] if c["label"].startswith("platform-notes"))
     assert choice["value"] == f"#{collection_id}"
 
-    body = {"tenant_id": "", "model": "smollm2", "collection": choice["value"], "max_tokens": 16,
-            "messages": [{"role": "user", "content": "When does the canteen serve pancakes?"}]}  # fmt: skip
-    with browser.stream("POST", "/ui/playground/chat", content=orjson.dumps(body),
-                        headers={"X-CSRF-Token": _csrf(browser), "Content-Type": "application/json"}) as reply:  # fmt: skip
+    body = {
+        "tenant_id": "",
+        "model": "smollm2",
+        "collection": choice["value"],
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "When does the canteen serve pancakes?"}],
+    }
+    with browser.stream(
+        "POST",
+        "/ui/playground/chat",
+        content=orjson.dumps(body),
+        headers={"X-CSRF-Token": _csrf(browser), "Content-Type": "application/json"},
+    ) as reply:
         assert reply.status_code == 200, reply.read()
         events = [orjson.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]
     assert any(e.get("choices") for e in events)
     citations = next(e for e in events if e.get("object") == "rag.citations")["citations"]
     assert citations and citations[0]["title"] == "Canteen"
 
-    other = browser.post("/ui/playground/chat", content=orjson.dumps(body | {"collection": "#999999"}),
-                         headers={"X-CSRF-Token": _csrf(browser), "Content-Type": "application/json"})  # fmt: skip
+    other = browser.post(
+        "/ui/playground/chat",
+        content=orjson.dumps(body | {"collection": "#999999"}),
+        headers={"X-CSRF-Token": _csrf(browser), "Content-Type": "application/json"},
+    )
     assert other.status_code == 404 and other.json()["error"]["message"]
