@@ -109,14 +109,17 @@ def test_the_playground_answers_from_a_collection_without_tenant(
     _wait_ready(server, "platform-notes", doc.json()["id"])
     collection_id = api.get("/collections/platform-notes").json()["id"]
 
+    tenant = httpx.post(f"{server.url}/api/tenants", json={"name": "beside-the-platform"}, headers=server.headers)
+    assert tenant.status_code == 201, tenant.text  # tenants' collections are offered beside the platform's
     page = browser.get("/ui/playground")
-    assert page.status_code == 200
+    assert page.status_code == 200, page.text[:300]
     assert '<option value="" selected>no tenant (platform keys)</option>' in page.text
     offered = orjson.loads(
         re.search(r'<script type="application/json" id="pg-collections">(.*?)</script>', page.text, re.DOTALL).group(1)
     )
     choice = next(c for c in offered[""] if c["label"].startswith("platform-notes"))
     assert choice["value"] == f"#{collection_id}"
+    assert offered[str(tenant.json()["id"])] == []
 
     body = {
         "tenant_id": "",

@@ -196,13 +196,14 @@ async def playground_page(request: Request):
             )
             collections[tenant.id] = [r["name"] for r in rows]
     platform = await _platform_collections(context) if principal.is_platform else []
+    offered = {"": platform, **{str(t): names for t, names in collections.items()}}  # JSON keys: strings
     models = [
         m
         for m in context.registry.model_names()
         if any("chat" in context.registry.adapter(b).capabilities for b in context.registry.candidates(m))
     ]
     return render(request, "playground.html", principal, tenants=tenants, models=models,
-                  default_model=context.default_chat_model, collections={**collections, "": platform},
+                  default_model=context.default_chat_model, collections=offered,
                   selected=lenient_int(request.query_params.get("tenant_id")))  # fmt: skip
 
 
