@@ -146,3 +146,43 @@ def test_the_playground_answers_from_a_collection_without_tenant(
         headers={"X-CSRF-Token": _csrf(browser), "Content-Type": "application/json"},
     )
     assert other.status_code == 404 and other.json()["error"]["message"]
+
+
+def test_the_playground_in_a_browser_offers_and_cites_the_platform_collection(server: InferhubProcess) -> None:
+    """Debian's Chromium (scripts/ensure-ui-tools.sh): the collection select and the cited answer, by ui.js."""
+    import os
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("/usr/bin/chromium is missing: run scripts/ensure-ui-tools.sh (apt-get install chromium)")
+    api = httpx.Client(base_url=f"{server.url}/v1", headers=server.headers, timeout=120)
+    if api.get("/collections/browser-notes").status_code == 404:
+        assert api.post("/collections", json={"name": "browser-notes"}).status_code == 201
+        doc = api.post("/collections/browser-notes/documents", json={"text": "The lift is serviced every Tuesday.",
+                                                                     "title": "Lift"})  # fmt: skip
+        _wait_ready(server, "browser-notes", doc.json()["id"])
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                              args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        try:
+            page = chromium.new_context(base_url=server.url).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto("/ui/login")
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(PASSWORD)
+            with page.expect_navigation():
+                page.get_by_role("button", name="Log in").click()
+            page.goto("/ui/playground")
+            assert page.locator("#pg-tenant").input_value() == ""  # no tenant: the platform's keys
+            option = page.locator("#pg-collection option", has_text="browser-notes")
+            assert option.count() == 1 and option.get_attribute("value").startswith("#")
+            page.locator("#pg-collection").select_option(option.get_attribute("value"))
+            page.get_by_label("Max tokens").fill("16")
+            page.get_by_label("Message").fill("When is the lift serviced?")
+            page.get_by_role("button", name="Send").click()
+            page.wait_for_selector(".citations", timeout=120000)
+            assert "Lift" in page.locator(".citations").inner_text()
+            assert errors == []
+        finally:
+            chromium.close()
