@@ -69,6 +69,10 @@ def test_first_start_prints_the_admin_password_once_and_it_logs_in(tmp_path: Pat
         assert _password(second) is None and "platform admin user" not in second
         assert f"{process.url}/ui" in second  # the addresses are printed on every start
         assert _login(process.url, "admin", password).status_code == 303
+        # A lost password is reset from the CLI.
+        process.cli("admin-users", "set-password", "admin", "--password", "a-new-admin-password")
+        assert _login(process.url, "admin", "a-new-admin-password").status_code == 303
+        assert _login(process.url, "admin", password).status_code == 200  # the form again: wrong password
 
 
 def test_bootstrap_admin_password_setting_still_wins(tmp_path: Path) -> None:
