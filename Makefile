@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
 	$(BIN)/pip install --progress-bar on torch==2.13.0
 	@echo "==> [4/4] installing Inferhub and its dependencies. llama-cpp-python is compiled from source:"
-	@echo "    'Building wheel for llama-cpp-python' takes about 4 minutes the first time and prints nothing"
-	@echo "    meanwhile (pip caches the wheel; later installs take seconds)."
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --progress-bar on -e '.[local,test]'
+	@echo "    'Building wheel for llama-cpp-python' takes about 4 minutes the first time (pip caches the"
+	@echo "    wheel; later installs take seconds); a line every 30 s says it is still going."
+	@( n=0; while sleep 30; do n=$$((n + 30)); echo "    ... still installing ($$n s)"; done ) & ticker=$$!; \
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --progress-bar on -e '.[local,test]'; status=$$?; \
+	kill $$ticker 2>/dev/null; exit $$status
 	touch $(STAMP)
 	@echo "==> installed: the CLI is $(BIN)/inferhub (or: make cli ARGS='keys list')"
 
