@@ -1,10 +1,22 @@
-"""First-start chores: the bootstrap admin key (printed once) and the bootstrap admin user."""
+"""First-start chores and what start-up prints for a person reading the terminal.
+
+On the first start Inferhub creates a bootstrap admin API key and the dashboard's platform admin
+``admin`` (its password generated unless ``INFERHUB_BOOTSTRAP_ADMIN_PASSWORD`` gives one); each
+generated secret is printed once and stored only hashed. Every start then says where the API, the
+dashboard and the API docs listen and how to run the CLI against this install.
+"""
 
 from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
 
 from inferhub.settings import Settings
 from inferhub.store.admin_service import AdminService
 from inferhub.store.keys import KeyRepository
+
+BOOTSTRAP_USER = "admin"
 
 
 def ensure_bootstrap_key(keys: KeyRepository, settings: Settings) -> str | None:
@@ -21,6 +33,32 @@ def ensure_bootstrap_key(keys: KeyRepository, settings: Settings) -> str | None:
     return None
 
 
+def ensure_bootstrap_admin(admin: AdminService, settings: Settings) -> str | None:
+    """Create the platform admin ``admin`` when there is none. Returns a generated password to print once.
+
+    With ``INFERHUB_BOOTSTRAP_ADMIN_PASSWORD`` the user gets that password (created if no user ``admin``
+    exists, as before) and nothing is printed. Without it the user is created only while no platform admin
+    exists at all, with a random password, so a restart neither prints a new one nor resets it.
+    """
+    users = admin.users.list()
+    if any(u.username == BOOTSTRAP_USER for u in users):
+        return None
+    if settings.bootstrap_admin_password:
+        admin.users.create(BOOTSTRAP_USER, settings.bootstrap_admin_password, "platform_admin", None,
+                           actor="bootstrap")  # fmt: skip
+        return None
+    if any(u.role == "platform_admin" for u in users):
+        return None
+    password = secrets.token_urlsafe(15)  # 20 characters, about 120 bits
+    admin.users.create(BOOTSTRAP_USER, password, "platform_admin", None, actor="bootstrap")
+    return password
+
+
+def _base_url(host: str, port: int) -> str:
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
+
+
 def print_bootstrap_key(key: str) -> None:
     print(
         "\n"
@@ -31,10 +69,51 @@ def print_bootstrap_key(key: str) -> None:
     )
 
 
-def ensure_bootstrap_admin(admin: AdminService, settings: Settings) -> None:
-    """``INFERHUB_BOOTSTRAP_ADMIN_PASSWORD`` creates the platform admin user ``admin`` if it does not exist."""
-    if not settings.bootstrap_admin_password:
-        return
-    if not any(u.username == "admin" for u in admin.users.list()):
-        admin.users.create("admin", settings.bootstrap_admin_password, "platform_admin", None, actor="bootstrap")
+def print_bootstrap_password(password: str, settings: Settings) -> None:
+    print(
+        "\n"
+        f"  Inferhub created the dashboard's platform admin user. Its password is shown only this once:\n\n"
+        f"      user:     {BOOTSTRAP_USER}\n"
+        f"      password: {password}\n\n"
+        f"  Log in at {_base_url(settings.host, settings.port)}/ui. Lost it? "
+        f"`inferhub admin-users set-password {BOOTSTRAP_USER}` sets a new one.\n",
+        flush=True,
+    )
 
+
+def _cli_command() -> str:
+    """How to run this install's ``inferhub``: relative to the working directory when it is below it."""
+    command = Path(sys.argv[0]) if sys.argv and Path(sys.argv[0]).name == "inferhub" else None
+    if command is None or not command.exists():
+        command = Path(sys.executable).parent / "inferhub"
+    command = command.absolute()
+    try:
+        return str(command.relative_to(Path.cwd()))
+    except ValueError:
+        return str(command)
+
+
+def startup_banner(settings: Settings, host: str, port: int) -> str:
+    """Where everything listens and how to run the CLI, in plain words."""
+    base = _base_url(host, port)
+    home = settings.home.resolve()
+    everywhere = " (all interfaces)" if host in ("0.0.0.0", "::", "") else ""
+    lines = [
+        "",
+        f"  Inferhub is listening on {host}:{port}{everywhere}:",
+        f'      API (OpenAI)   {base}/v1     e.g. OpenAI(base_url="{base}/v1", api_key=KEY)',
+        f'      API (Ollama)   {base}        e.g. ollama.Client(host="{base}", headers=...)',
+        f"      Dashboard      {base}/ui",
+        f"      API docs       {base}/docs",
+        f"  CLI: {_cli_command()} --help   (not on PATH; in the clone `make cli ARGS='keys list'` runs it too)",
+    ]
+    if not settings.database_url:
+        lines.append(f"       It works on the database under {home}: from another directory give it")
+        lines.append(f"       INFERHUB_HOME={home} or --home {home}.")
+    return "\n".join(lines) + "\n"
+
+
+def print_startup_banner(settings: Settings, host: str, port: int) -> None:
+    if settings.worker_child:  # the supervisor of --workers N prints it once
+        return
+    print(startup_banner(settings, host, port), flush=True)

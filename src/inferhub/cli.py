@@ -16,7 +16,6 @@ from inferhub.runtime.embedded_postgres import StartupError
 from inferhub.settings import BackendConfig, Settings, describe_config_error
 
 app = typer.Typer(
-    help="Inferhub: one OpenAI- and Ollama-compatible endpoint for your own models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -94,12 +93,33 @@ def worker(
     raise typer.Exit(run_worker(settings))
 
 
+@app.callback()
+def _options(
+    home: Annotated[
+        str | None,
+        typer.Option(
+            "--home", help="The install to work on (sets INFERHUB_HOME; default ./.inferhub).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Inferhub: one OpenAI- and Ollama-compatible endpoint for your own models."""
+    if home is not None:
+        os.environ["INFERHUB_HOME"] = home
+
+
 @contextmanager
-def _database_url() -> Iterator[str]:
-    """The configured database, or the embedded one (reused if `serve` is running, else started briefly)."""
+def _database_url(*, create: bool = False) -> Iterator[str]:
+    """The configured database, or the embedded one (reused if `serve` is running, else started briefly).
+
+    A missing embedded database is an error naming the home that was looked at, unless ``create``.
+    """
+    from inferhub.home import describe_home, embedded_database_exists, missing_database_message
     from inferhub.server import check_home, open_database
 
     settings = _settings()
+    if not settings.database_url and not create and not embedded_database_exists(settings):
+        raise _fail(missing_database_message(settings))
+    typer.echo(f"inferhub: using {describe_home(settings)}", err=True)
     try:
         if not settings.database_url:
             check_home(settings.home)
@@ -114,11 +134,11 @@ def _database_url() -> Iterator[str]:
 
 
 @contextmanager
-def _database() -> Iterator:
+def _database(*, create: bool = False) -> Iterator:
     from inferhub.store import migrate
     from inferhub.store.database import Database
 
-    with _database_url() as url:
+    with _database_url(create=create) as url:
         migrate.upgrade(url)
         db = Database(url)
         try:
@@ -132,10 +152,10 @@ def _database() -> Iterator:
 
 @migrate_app.command("upgrade")
 def migrate_upgrade(revision: str = typer.Argument("head")) -> None:
-    """Apply migrations up to REVISION (default: head)."""
+    """Apply migrations up to REVISION (default: head); creates the embedded database if there is none."""
     from inferhub.store import migrate
 
-    with _database_url() as url:
+    with _database_url(create=True) as url:
         migrate.upgrade(url, revision)
         typer.echo(f"database at revision {migrate.current_revision(url)}")
 
@@ -172,13 +192,29 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
 
 
+def _embedded_backends(settings: Settings) -> list[dict]:
+    """The embedded models `inferhub serve` runs with these settings (they are not rows of llm_backends)."""
+    if not settings.local_models:
+        return []
+    chat = "llama.cpp, " + (str(settings.local_chat_model_path) if settings.local_chat_model_path
+                            else "SmolLM2-135M-Instruct")  # fmt: skip
+    return [
+        {"id": f"local:{settings.local_chat_model}", "model_name": settings.local_chat_model,
+         "backend_type": "llamacpp", "endpoint_url": f"embedded ({chat})", "enabled": True, "source": "embedded"},
+        {"id": f"local:{settings.local_embedding_model}", "model_name": settings.local_embedding_model,
+         "backend_type": "embedded", "endpoint_url": "embedded (sentence-transformers, 384 dimensions)",
+         "enabled": True, "source": "embedded"},
+    ]  # fmt: skip
+
+
 @backends_app.command("list")
 def backends_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List registered backends with their running stats."""
+    """List the registered backends with their running stats, and the embedded models `serve` runs."""
     from inferhub.store.backends import BackendRepository
 
     with _database() as db:
         rows = [b.public() for b in BackendRepository(db).list()]
+    rows += _embedded_backends(_settings())
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -563,6 +599,26 @@ def users_create(
     typer.echo(f"created {record.role} {record.username} (id {record.id})")
 
 
+@users_app.command("set-password")
+def users_set_password(
+    username: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+) -> None:
+    """Give an admin user a new password (for a lost bootstrap password: `set-password admin`)."""
+    from inferhub.store.tenants import AdminUserRepository
+
+    with _database() as db:
+        repo = AdminUserRepository(db)
+        user = next((u for u in repo.list() if u.username == username), None)
+        if user is None:
+            raise _fail(f"no admin user {username!r} (see `inferhub admin-users create`)")
+        try:
+            repo.update(user.id, {"password": password}, actor="cli")
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    typer.echo(f"new password set for {username}")
+
+
 # -- secrets -------------------------------------------------------------------------------------
 
 
@@ -659,7 +715,8 @@ def restore(
     env_file: Annotated[str, _ENV_FILE] = ".env",
     database_only: Annotated[bool, typer.Option("--database-only", help="Leave the config files as they are.")] = False,
 ) -> None:
-    """Restore a backup into the configured database, migrate it, and tell running replicas to reload.
+    """Restore a backup into the configured database (the embedded one is created if there is none), migrate
+    it, and tell running replicas to reload.
 
     inferhub.yaml and the env file saved beside it are put back (0600); a different file there is kept as
     NAME.before-restore.
@@ -671,7 +728,7 @@ def restore(
     from inferhub.ops.config_files import restore_config_files
 
     files = _config_files(env_file)
-    with _database_url() as url:
+    with _database_url(create=True) as url:
         try:
             ops_backup.restore(url, Path(file), yes=yes, bin_dir=Path(pg_bin_dir) if pg_bin_dir else None,
                                echo=typer.echo)  # fmt: skip

@@ -27,7 +27,13 @@ from inferhub.backends.base import Backend
 from inferhub.backends.embedded_adapter import EmbeddedAdapter
 from inferhub.backends.llama_cpp_tokens import ChatPromptCounter
 from inferhub.backends.openai_adapter import OpenAIAdapter
-from inferhub.bootstrap import ensure_bootstrap_admin, ensure_bootstrap_key, print_bootstrap_key
+from inferhub.bootstrap import (
+    ensure_bootstrap_admin,
+    ensure_bootstrap_key,
+    print_bootstrap_key,
+    print_bootstrap_password,
+    print_startup_banner,
+)
 from inferhub.gateway.auth import AdminUserCache, KeyCache
 from inferhub.gateway.health_monitor import HealthMonitor
 from inferhub.gateway.limits import Limiter, MemoryCounters, RedisCounters
@@ -234,7 +240,10 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
         new_key = await asyncio.to_thread(ensure_bootstrap_key, key_repo, settings)
         if new_key:
             print_bootstrap_key(new_key)
-        await asyncio.to_thread(ensure_bootstrap_admin, admin_service, settings)
+        if not settings.worker_child and sock is not None:  # the API's (the supervisor's with --workers N)
+            new_password = await asyncio.to_thread(ensure_bootstrap_admin, admin_service, settings)
+            if new_password:
+                print_bootstrap_password(new_password, settings)
         for model, price in settings.prices.items():
             await asyncio.to_thread(lambda m=model, p=price: admin_service.usage.set_price(
                 m, Decimal(str(p.prompt)), Decimal(str(p.completion)), actor="config", source="config"))  # fmt: skip
@@ -422,6 +431,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
                 "inferhub_started", host=host, port=port, database="embedded" if embedded_pg else "external",
                 models=registry.model_names(), version=__version__,
             )  # fmt: skip
+            print_startup_banner(settings, host, port)  # the socket listens already
             await server.serve(sockets=[sock])
         log.info("inferhub_stopping")
         for task in background:

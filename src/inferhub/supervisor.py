@@ -30,9 +30,16 @@ log = structlog.get_logger("inferhub.supervisor")
 
 
 async def supervise(settings: Settings, sock: socket.socket) -> None:
-    from inferhub.bootstrap import ensure_bootstrap_key, print_bootstrap_key
+    from inferhub.bootstrap import (
+        ensure_bootstrap_admin,
+        ensure_bootstrap_key,
+        print_bootstrap_key,
+        print_bootstrap_password,
+        print_startup_banner,
+    )
     from inferhub.server import check_home, open_database
     from inferhub.store import migrate
+    from inferhub.store.admin_service import AdminService
     from inferhub.store.backends import BackendRepository
     from inferhub.store.database import Database
     from inferhub.store.keys import KeyRepository
@@ -57,10 +64,13 @@ async def supervise(settings: Settings, sock: socket.socket) -> None:
         try:
             await asyncio.to_thread(BackendRepository(db).sync_from_config, settings.backends)
             new_key = await asyncio.to_thread(ensure_bootstrap_key, KeyRepository(db), settings)
+            new_password = await asyncio.to_thread(ensure_bootstrap_admin, AdminService.for_database(db), settings)
         finally:
             db.dispose()
         if new_key:
             print_bootstrap_key(new_key)
+        if new_password:
+            print_bootstrap_password(new_password, settings)
 
         host, port = sock.getsockname()[:2]
         env = {
@@ -96,6 +106,7 @@ async def supervise(settings: Settings, sock: socket.socket) -> None:
         for index in range(settings.workers):
             await spawn(index)
         log.info("supervisor_started", workers=settings.workers, port=port)
+        print_startup_banner(settings, host, port)
 
         async def watch(index: int) -> None:
             while not stopping.is_set():

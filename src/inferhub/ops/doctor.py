@@ -160,8 +160,13 @@ def _check_local_models(settings: Any) -> list[Check]:
 
 
 def _open_database(settings: Any, report: Callable[[Check], None]) -> tuple[str, Callable[[], None]] | None:
+    from inferhub.home import embedded_database_exists, missing_database_message
     from inferhub.server import open_database
 
+    if not settings.database_url and not embedded_database_exists(settings):
+        message, _, fix = missing_database_message(settings).partition(": ")
+        report(Check("FAIL", "database", message, fix))
+        return None
     try:
         url, embedded = open_database(settings)
     except Exception as exc:

@@ -38,8 +38,10 @@ from inferhub.ui.tenant_pages import tenant_page_with
 router = page_router()
 
 
-async def _playground_key(context: AppContext, principal: Principal, tenant_id: int):
-    """The tenant's dashboard key: requests from the playground and the collections page are metered on it."""
+async def _playground_key(context: AppContext, principal: Principal, tenant_id: int | None):
+    """The tenant's dashboard key: requests from the playground and the collections page are metered on it.
+
+    ``tenant_id`` None (a platform admin's playground without a tenant) is the platform's own such key."""
     keys = await run_in_threadpool(context.admin.keys.list_for_tenant, tenant_id)
     for record in keys:
         if record.name == PLAYGROUND_KEY and record.active:
@@ -156,6 +158,30 @@ async def collection_search(request: Request, tenant_id: int, name: str):
 
 # -- playground ----------------------------------------------------------------------------------------
 
+PLATFORM_COLLECTION = "#"  # "#<id>": a collection without a tenant, owned by one of the platform's keys
+
+
+async def _platform_collections(context: AppContext) -> list[dict[str, str]]:
+    """Collections made by keys without a tenant (the README's keys), for a platform admin's playground."""
+    if context.rag is None:
+        return []
+    found = []
+    for key in await run_in_threadpool(context.admin.keys.list_for_tenant, None):
+        rows = await run_in_threadpool(lambda k=key: context.rag.store.list_collections(tenant_id=None, key_id=k.id))
+        found += [{"value": f"{PLATFORM_COLLECTION}{r['id']}", "label": f"{r['name']} (key {key.prefix}…)"}
+                  for r in rows]  # fmt: skip
+    return found
+
+
+async def _platform_collection(context: AppContext, value: str) -> dict[str, Any]:
+    number = value.removeprefix(PLATFORM_COLLECTION)
+    found = None
+    if value.startswith(PLATFORM_COLLECTION) and number.isdigit() and int(number) < 2**31:
+        found = await run_in_threadpool(_rag(context).store.get_collection_by_id, int(number))
+    if found is None or found["tenant_id"] is not None:
+        raise NotFound(f"no collection {value!r} without a tenant")
+    return found
+
 
 @router.get("/playground")
 async def playground_page(request: Request):
@@ -169,13 +195,15 @@ async def playground_page(request: Request):
                 lambda t=tenant: context.rag.store.list_collections(tenant_id=t.id, key_id=0)
             )
             collections[tenant.id] = [r["name"] for r in rows]
+    platform = await _platform_collections(context) if principal.is_platform else []
+    offered = {"": platform, **{str(t): names for t, names in collections.items()}}  # JSON keys: strings
     models = [
         m
         for m in context.registry.model_names()
         if any("chat" in context.registry.adapter(b).capabilities for b in context.registry.candidates(m))
     ]
     return render(request, "playground.html", principal, tenants=tenants, models=models,
-                  default_model=context.default_chat_model, collections=collections,
+                  default_model=context.default_chat_model, collections=offered,
                   selected=lenient_int(request.query_params.get("tenant_id")))  # fmt: skip
 
 
@@ -189,10 +217,11 @@ async def playground_chat(request: Request):
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         raise APIError("the body must be JSON", code="invalid_json") from None
+    # A tenant admin is pinned to their tenant; a platform admin may pick none (metered on the platform's key).
     tenant_id = principal.scope_tenant(lenient_int(body.get("tenant_id")))
-    if tenant_id is None:
-        raise APIError("pick a tenant: playground requests are metered on one", param="tenant_id")
-    await load_tenant(context, principal, tenant_id)
+    if tenant_id is not None:
+        await load_tenant(context, principal, tenant_id)
+    party = f"tenant:{tenant_id}" if tenant_id is not None else "platform"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError("messages: a non-empty list", param="messages")
@@ -209,10 +238,13 @@ async def playground_chat(request: Request):
         from inferhub.gateway.pipeline import RequestMeta
         from inferhub.rag.service import build_messages, relevant
 
-        found = await _collection(context, tenant_id, str(collection))
+        if tenant_id is None:
+            found = await _platform_collection(context, str(collection))
+        else:
+            found = await _collection(context, tenant_id, str(collection))
         question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         hits = relevant(await _rag(context).search([found], question, top_k=5, mode="hybrid", filter=None,
-                                                   meta=RequestMeta(party=f"tenant:{tenant_id}")))  # fmt: skip
+                                                   meta=RequestMeta(party=party)))  # fmt: skip
         if hits:
             chat["messages"] = [build_messages(question, hits)[0], *messages]
     opened, headers = await inference.open_stream(request, "chat", chat, endpoint="/v1/chat/completions")

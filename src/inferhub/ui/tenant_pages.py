@@ -210,11 +210,31 @@ async def key_create(request: Request, tenant_id: int):
 
 
 async def _key(context: AppContext, principal: Principal, key_id: int):
-    """A tenant's key this admin may manage (another tenant's, or a platform key, answers 404)."""
+    """A key this admin may manage: a tenant admin their tenant's, a platform admin every key (also those
+    without a tenant, such as the bootstrap key); any other answers 404."""
     record = await run_in_threadpool(context.admin.keys.get, key_id)
-    if record is None or record.tenant_id is None or not principal.sees(record.tenant_id):
+    if record is None or not principal.sees(record.tenant_id):
         raise NotFound(f"no key with id {key_id}")
     return record
+
+
+def _keys_home(tenant_id: int | None) -> str:
+    return f"/ui/tenants/{tenant_id}" if tenant_id is not None else "/ui/keys"
+
+
+async def platform_keys_page_with(request: Request, **extra: Any):
+    """The keys without a tenant (platform keys); ``extra`` adds a rotated key to show once."""
+    principal = principal_of(request)
+    principal.require_platform()
+    context = context_for(request)
+    keys = await run_in_threadpool(context.admin.keys.list_for_tenant, None)
+    return render(request, "platform_keys.html", principal, keys=[k for k in keys if k.name != PLAYGROUND_KEY],
+                  **extra)  # fmt: skip
+
+
+@router.get("/keys")
+async def platform_keys_page(request: Request):
+    return await platform_keys_page_with(request)
 
 
 def _key_values(record) -> dict[str, Any]:
@@ -227,7 +247,7 @@ async def _key_page(request: Request, key_id: int, status_code: int = 200, **ext
     principal = principal_of(request)
     context = context_for(request)
     record = await _key(context, principal, key_id)
-    tenant = await load_tenant(context, principal, record.tenant_id)
+    tenant = await load_tenant(context, principal, record.tenant_id) if record.tenant_id is not None else None
     audit = await run_in_threadpool(lambda: context.config.audit_log(entity_type="api_key", entity_id=str(key_id),
                                                                      limit=50))  # fmt: skip
     extra.setdefault("values", _key_values(record))
@@ -287,7 +307,7 @@ async def key_revoke(request: Request, key_id: int):
     record = await _key(context, principal, key_id)
     await read_form(request)
     await run_in_threadpool(lambda: context.admin.keys.revoke(str(key_id), actor=principal.actor))
-    return back(f"/ui/tenants/{record.tenant_id}", f"Key {record.prefix}… revoked.")
+    return back(_keys_home(record.tenant_id), f"Key {record.prefix}… revoked.")
 
 
 @router.post("/keys/{key_id}/rotate")
@@ -309,5 +329,7 @@ async def key_rotate(request: Request, key_id: int):
             key_id, {"expires_at": expires}, actor=principal.actor, action="rotate"))  # fmt: skip
     else:
         expires = old.expires_at
-    return await tenant_page_with(request, old.tenant_id, new_key={"plaintext": plaintext, "record": record,
-                                                               "replaces": old, "old_expires": expires})  # fmt: skip
+    new_key = {"plaintext": plaintext, "record": record, "replaces": old, "old_expires": expires}
+    if old.tenant_id is None:
+        return await platform_keys_page_with(request, new_key=new_key)
+    return await tenant_page_with(request, old.tenant_id, new_key=new_key)

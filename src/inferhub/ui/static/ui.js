@@ -110,9 +110,9 @@
     var history = [];
     function fillCollections() {
       collection.innerHTML = '<option value="">none</option>';
-      (byTenant[tenant.value] || []).forEach(function (name) {
-        var option = document.createElement("option");
-        option.value = name; option.textContent = name;
+      (byTenant[tenant.value] || []).forEach(function (entry) {
+        var option = document.createElement("option");  // a name, or {value, label} for a collection without a tenant
+        option.value = entry.value || entry; option.textContent = entry.label || entry;
         collection.appendChild(option);
       });
     }
