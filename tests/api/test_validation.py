@@ -95,8 +95,12 @@ def test_valid_chat_passes():
         stream_options={"include_usage": True},
     )
     body["messages"] += [
-        {"role": "assistant", "content": None, "tool_calls": []},
-        {"role": "tool", "content": "r"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "content": "r", "tool_call_id": "c1"},
         {"role": "user", "content": [{"type": "text", "text": "x"}]},
         {"role": "system", "content": "s"},
         {"role": "developer", "content": "d"},

@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 import orjson
 
+from inferhub.backends.rejection import caused_by_request
 from inferhub.backends.upstream_client import ConnectFailed, TimedOut, TransportError, UpstreamClient, UpstreamStream
-from inferhub.errors import APIError, UpstreamError
+from inferhub.errors import APIError, BackendRejected, UpstreamError
 from inferhub.observability.tracing import upstream_headers
 
 Protocol = Literal["openai", "ollama", "tei", "embedded"]
@@ -23,6 +24,21 @@ PROTOCOL_OF_TYPE: dict[str, Protocol] = {
     "ollama": "ollama",
     "tei": "tei",
     "embedded": "embedded",
+}
+
+ALL_CAPABILITIES: frozenset[Capability] = frozenset({"chat", "completions", "embeddings"})
+
+# What a backend serves when its registration does not say. A llama.cpp server is started for one job:
+# generation, or embeddings with ``--embeddings`` (llama-cpp-python: ``embedding=True``); generation is the
+# default, so an embedding llama.cpp is registered with ``capabilities: [embeddings]``.
+DEFAULT_CAPABILITIES: dict[str, frozenset[Capability]] = {
+    "openai": ALL_CAPABILITIES,
+    "vllm": ALL_CAPABILITIES,
+    "mlx": ALL_CAPABILITIES,
+    "ollama": ALL_CAPABILITIES,
+    "llamacpp": frozenset({"chat", "completions"}),
+    "tei": frozenset({"embeddings"}),
+    "embedded": frozenset({"embeddings"}),
 }
 
 
@@ -46,6 +62,8 @@ class Backend:
     max_concurrency: int | None = None
     draining: bool = False
     discover_models: bool = True
+    # The operations it serves, as registered; None: the default of its type (DEFAULT_CAPABILITIES).
+    capabilities: frozenset[Capability] | None = None
     # Decrypted upstream credentials as request headers; kept out of repr so they never reach a log.
     auth_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
@@ -56,6 +74,13 @@ class Backend:
     @property
     def target_model(self) -> str:
         return self.upstream_model or self.model_name
+
+    @property
+    def serves(self) -> frozenset[Capability]:
+        """The operations this backend serves: as registered, else the default of its type."""
+        if self.capabilities is not None:
+            return self.capabilities
+        return DEFAULT_CAPABILITIES.get(self.backend_type, ALL_CAPABILITIES)
 
     @property
     def label(self) -> str:
@@ -72,13 +97,15 @@ class StreamEvent:
 
 
 class Adapter:
-    """Base adapter. Subclasses implement what their engine supports."""
+    """Base adapter. Subclasses implement what their protocol supports (``protocol_capabilities``);
+    ``capabilities`` is what this backend serves: those operations its registration declares."""
 
-    capabilities: frozenset[Capability] = frozenset()
+    protocol_capabilities: frozenset[Capability] = frozenset()
 
     def __init__(self, backend: Backend, client: UpstreamClient) -> None:
         self.backend = backend
         self.client = client
+        self.capabilities: frozenset[Capability] = backend.serves & self.protocol_capabilities
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         raise self._unsupported("chat completions")
@@ -106,8 +133,9 @@ class Adapter:
         return max(1, len(prompt_text(body)) // 4)
 
     def _unsupported(self, what: str) -> APIError:
+        serves = ", ".join(sorted(self.capabilities)) or "nothing"
         return APIError(
-            f"model '{self.backend.model_name}' does not support {what}",
+            f"model '{self.backend.model_name}' does not support {what} (it serves: {serves})",
             status_code=400,
             code="unsupported_operation",
             param="model",
@@ -190,8 +218,11 @@ class Adapter:
             return
         message = _error_message(content)
         label = self.backend.label
-        if status in (400, 404, 413, 422) and status != 404:
-            raise APIError(f"{label} rejected the request: {message}", status_code=400, code="backend_rejected")
+        if caused_by_request(status, content):
+            raise BackendRejected(
+                f"{label} rejected the request ({status}): {message}",
+                status_code=413 if status == 413 else 400, backend=self.backend.id,
+            )  # fmt: skip
         if status == 404:
             raise UpstreamError(
                 f"{label} answered 404: {message}", status_code=502, backend=self.backend.id,

@@ -16,7 +16,7 @@ from inferhub.errors import UpstreamError
 
 
 class OllamaAdapter(Adapter):
-    capabilities = frozenset({"chat", "completions", "embeddings"})
+    protocol_capabilities = frozenset({"chat", "completions", "embeddings"})
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         request = translate.openai_chat_to_ollama(body, self.backend.target_model, stream=False)

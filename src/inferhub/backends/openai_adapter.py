@@ -18,7 +18,7 @@ from inferhub.errors import UpstreamError
 
 
 class OpenAIAdapter(Adapter):
-    capabilities = frozenset({"chat", "completions", "embeddings"})
+    protocol_capabilities = frozenset({"chat", "completions", "embeddings"})
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._expect_object(await self._post_json("/v1/chat/completions", self._upstream(body)))

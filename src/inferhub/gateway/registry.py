@@ -70,6 +70,7 @@ def backend_from_record(record: BackendRecord, decrypt=None) -> Backend:
         max_concurrency=record.max_concurrency,
         draining=record.draining,
         discover_models=record.discover_models,
+        capabilities=frozenset(record.capabilities) if record.capabilities is not None else None,  # type: ignore[arg-type]
         auth_headers=auth,
     )
 
