@@ -253,6 +253,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
                 endpoint_url=chat_model.url, source="local", description="embedded llama.cpp (SmolLM2-135M)",
                 timeout_seconds=300.0, max_concurrency=2,  # llama-cpp-python generates one request at a time
                 capabilities=frozenset({"chat", "completions"}),  # started without embedding=True
+                context_window=settings.local_chat_context,
             )  # fmt: skip
             registry.add_local(local, OpenAIAdapter(local, registry.client_for(local.endpoint_url, 300.0)))
         if embedding_model is not None:

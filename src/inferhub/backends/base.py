@@ -64,6 +64,8 @@ class Backend:
     discover_models: bool = True
     # The operations it serves, as registered; None: the default of its type (DEFAULT_CAPABILITIES).
     capabilities: frozenset[Capability] | None = None
+    # The engine's context in tokens, when known (the embedded llama.cpp): streams are checked against it.
+    context_window: int | None = None
     # Decrypted upstream credentials as request headers; kept out of repr so they never reach a log.
     auth_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
@@ -204,6 +206,44 @@ class Adapter:
             return UpstreamError(f"{label} refused the connection", backend=self.backend.id, code="backend_unreachable")
         return UpstreamError(f"{label} failed: {exc.kind}", backend=self.backend.id, code="backend_error")
 
+    async def _check_context(self, body: dict[str, Any]) -> None:
+        """Refuse a stream whose prompt cannot fit the engine's context. llama-cpp-python finds that out only
+        after it has answered 200, then drops the stream (and, for a moment, new connections)."""
+        window = self.backend.context_window
+        if window is None:
+            return
+        overhead = _TEMPLATE_TOKENS + _MESSAGE_TOKENS * len(body.get("messages") or ())
+        if len(prompt_text(body).encode()) + overhead < window:  # a token is at least one byte
+            return
+        tokens = await self.count_prompt_tokens(body) + overhead
+        if tokens >= window:
+            raise APIError(
+                f"the prompt is about {tokens} tokens; model '{self.backend.model_name}' has a context window "
+                f"of {window} tokens: shorten the messages",
+                status_code=400, code="context_length_exceeded", param="messages",
+            )  # fmt: skip
+
+    async def _first_event(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        """Wait for a stream's first event before the client's response starts: a stream the engine drops
+        before answering is then an error with a status, failed over or passed back like any other."""
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            return _prepend(None, events)
+        except (TransportError, UpstreamError) as exc:
+            dropped = isinstance(exc, TransportError) or exc.code == "backend_stream_empty"
+            if dropped and await self.check_health():
+                # llama-cpp-python answers 200 to a stream whose prompt is longer than its context and then
+                # drops the connection. The engine is up: this request, not the engine, is the problem.
+                raise BackendRejected(
+                    f"{self.backend.label} ended the stream before answering and is up: "
+                    "the request is the likely cause (a prompt longer than the model's context, for example); "
+                    "send it without streaming for the engine's own message",
+                    backend=self.backend.id,
+                ) from None
+            raise self.stream_broken(exc) if isinstance(exc, TransportError) else exc from None
+        return _prepend(first, events)
+
     def stream_broken(self, exc: BaseException) -> UpstreamError:
         if isinstance(exc, TransportError):
             error = self._transport_error(exc)
@@ -237,6 +277,21 @@ class Adapter:
 
 
 _JSON = {"content-type": "application/json"}
+# An upper bound of what a chat template adds (SmolLM2's: a default system message of ~20 tokens and ~5 per
+# message), so that a prompt that may not fit is counted exactly.
+_TEMPLATE_TOKENS, _MESSAGE_TOKENS = 32, 8
+
+
+async def _prepend(first: StreamEvent | None, rest: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    try:
+        if first is not None:
+            yield first
+        async for event in rest:
+            yield event
+    finally:
+        close = getattr(rest, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def prompt_text(body: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ class OllamaAdapter(Adapter):
     async def open_chat_stream(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
         request = translate.openai_chat_to_ollama(body, self.backend.target_model, stream=True)
         response = await self._open_stream("/api/chat", request)
-        return self._events(response, generate=False)
+        return await self._first_event(self._events(response, generate=False))
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         request = translate.openai_completion_to_ollama(body, self.backend.target_model, stream=False)
@@ -36,7 +36,7 @@ class OllamaAdapter(Adapter):
     async def open_completion_stream(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
         request = translate.openai_completion_to_ollama(body, self.backend.target_model, stream=True)
         response = await self._open_stream("/api/generate", request)
-        return self._events(response, generate=True)
+        return await self._first_event(self._events(response, generate=True))
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         inputs = translate.embedding_inputs(body["input"])
