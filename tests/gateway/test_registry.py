@@ -102,6 +102,36 @@ def test_adapter_class_follows_backend_type(registry):
     assert all(adapter.backend.id == backend_id for backend_id, adapter in by_id.items())
 
 
+def test_capabilities_default_by_backend_type(registry):
+    registry.replace_stored(
+        [
+            _record(1, "a", backend_type="vllm"),
+            _record(2, "b", backend_type="llamacpp"),
+            _record(3, "c", backend_type="ollama"),
+            _record(4, "d", backend_type="tei"),
+            _record(5, "e", backend_type="openai"),
+        ]
+    )
+    serves = {b.id: registry.adapter(b).capabilities for b in registry.backends}
+    everything = {"chat", "completions", "embeddings"}
+    assert serves == {"1": everything, "2": {"chat", "completions"}, "3": everything, "4": {"embeddings"},
+                      "5": everything}  # fmt: skip
+
+
+def test_declared_capabilities_replace_the_default_within_what_the_protocol_can_do(registry):
+    registry.replace_stored(
+        [
+            _record(1, "embedder", backend_type="llamacpp", capabilities=["embeddings"]),
+            _record(2, "chatty", backend_type="vllm", capabilities=["chat"]),
+            _record(3, "tei", backend_type="tei", capabilities=["chat", "embeddings"]),  # TEI cannot chat
+        ]
+    )
+    serves = {b.id: registry.adapter(b).capabilities for b in registry.backends}
+    assert serves == {"1": {"embeddings"}, "2": {"chat"}, "3": {"embeddings"}}
+    (embedder,) = registry.candidates("embedder")
+    assert embedder.capabilities == frozenset({"embeddings"})
+
+
 def test_record_fields_copied_to_backend(registry):
     registry.replace_stored(
         [_record(7, "m", endpoint="http://a:8000/", upstream_model="org/m", max_tokens=99, timeout_seconds=5.0)]
