@@ -4,7 +4,9 @@ Every fake app keeps its test knobs on ``app.state``:
 
 * ``requests``: list of parsed JSON bodies of every POST received (in arrival order).
 * ``calls``: list of :class:`RecordedCall` for every request of any method (path, headers, body).
-* ``fail_mode``: ``None`` | ``"500"`` | ``"garbage"`` | ``"hang"`` | ``"break_stream"`` (settable at runtime).
+* ``fail_mode``: ``None`` | ``"500"`` | ``"garbage"`` | ``"hang"`` | ``"break_stream"`` | ``"drop_stream"``
+  (settable at runtime; ``drop_stream``: a stream answers 200 and drops the connection before any event,
+  as llama-cpp-python does with a prompt longer than its context).
 * ``fail_times``: ``None`` (fail forever) or N: fail only the next N matching requests, then recover.
 * ``fail_paths``: ``None`` (every route) or a set of paths the fail mode applies to, e.g. ``{"/api/chat"}``.
 * ``hang_seconds``: how long ``"hang"`` sleeps before answering normally (default 30 s).
@@ -25,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-FailMode = Literal["500", "garbage", "hang", "break_stream"]
-FAIL_MODES: tuple[str, ...] = ("500", "garbage", "hang", "break_stream")
+FailMode = Literal["500", "garbage", "hang", "break_stream", "drop_stream"]
+FAIL_MODES: tuple[str, ...] = ("500", "garbage", "hang", "break_stream", "drop_stream")
 GARBAGE_BODY = b"<html><body><h1>502 Bad Gateway</h1></body></html>\n{not json"
 _TOKEN_RE = re.compile(r"\s*\S+\s*")
 
@@ -152,6 +154,8 @@ def respond(
     if chunks is not None:
         if mode == "break_stream":
             return BrokenStreamResponse(chunks[:2], media_type)
+        if mode == "drop_stream":
+            return BrokenStreamResponse([], media_type)
         return StreamingResponse(_paced(request, chunks), media_type=media_type, headers=headers)
     body = dumps(obj)
     if mode == "break_stream":
