@@ -2,7 +2,7 @@
 
 Every fake app keeps its test knobs on ``app.state``:
 
-* ``requests``: list of parsed JSON bodies of every POST received (in arrival order).
+* ``requests``: list of parsed JSON bodies of every POST received (in arrival order), but ``/api/show``.
 * ``calls``: list of :class:`RecordedCall` for every request of any method (path, headers, body).
 * ``fail_mode``: ``None`` | ``"500"`` | ``"garbage"`` | ``"hang"`` | ``"break_stream"`` | ``"drop_stream"``
   (settable at runtime; ``drop_stream``: a stream answers 200 and drops the connection before any event,
@@ -63,6 +63,9 @@ def init_state(app: Starlette) -> None:
     app.state.chunk_delay = 0.0
 
 
+_LOOKUPS = frozenset({"/api/show"})  # metadata the gateway asks for on its own (capabilities): not in ``requests``
+
+
 async def record(request: Request) -> tuple[Any, bool]:
     """Read and record the request; return ``(body, ok)`` where ``ok`` is False for a non-JSON body."""
     raw = await request.body()
@@ -77,7 +80,7 @@ async def record(request: Request) -> tuple[Any, bool]:
     state.calls.append(
         RecordedCall(request.method, request.url.path, dict(request.headers), body, dict(request.query_params))
     )
-    if request.method == "POST":
+    if request.method == "POST" and request.url.path not in _LOOKUPS:
         state.requests.append(body)
     return body, ok
 

@@ -130,6 +130,10 @@ class Adapter:
     async def list_models(self) -> list[str]:
         return [self.backend.target_model]
 
+    async def learn_capabilities(self) -> frozenset[Capability] | None:
+        """What the engine says this model serves, when it says more than the type's default (else None)."""
+        return None
+
     async def count_prompt_tokens(self, body: dict[str, Any]) -> int:
         """Used only when an engine streams without reporting usage: a characters/4 estimate."""
         return max(1, len(prompt_text(body)) // 4)

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from inferhub.backends import translate
-from inferhub.backends.base import Adapter, StreamEvent
+from inferhub.backends.base import Adapter, Capability, StreamEvent
 from inferhub.backends.sse import drain_rest, iter_lines
 from inferhub.backends.upstream_client import UpstreamStream
 from inferhub.errors import UpstreamError
@@ -49,6 +49,16 @@ class OllamaAdapter(Adapter):
         return translate.openai_embeddings_response(
             vectors, self.backend.model_name, data.get("prompt_eval_count", 0) or 0
         )
+
+    async def learn_capabilities(self) -> frozenset[Capability] | None:
+        """Ollama's ``/api/show`` lists what a model does: without ``completion`` (an embedding model such as
+        ``nomic-embed-text``) it serves only embeddings. A generation model keeps the default (Ollama embeds
+        with any model)."""
+        data = await self._post_json("/api/show", {"model": self.backend.target_model})
+        capabilities = data.get("capabilities") if isinstance(data, dict) else None
+        if isinstance(capabilities, list) and "completion" not in capabilities and "embedding" in capabilities:
+            return frozenset({"embeddings"})
+        return None
 
     async def check_health(self) -> bool:
         try:
