@@ -234,6 +234,12 @@ def backends_add(
     description: Annotated[str, typer.Option()] = "",
     disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled.")] = False,
     api_key: Annotated[str | None, typer.Option(help="Upstream API key (stored encrypted).")] = None,
+    capability: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--capability", help="An operation it serves: chat|completions|embeddings (repeat; default: by --type)."
+        ),
+    ] = None,
 ) -> None:
     """Register a backend serving MODEL_NAME at ENDPOINT_URL."""
     from pydantic import ValidationError
@@ -246,9 +252,11 @@ def backends_add(
             model_name=model_name, endpoint_url=endpoint_url.rstrip("/"), backend_type=backend_type,
             upstream_model=upstream_model, max_tokens=max_tokens, temperature_default=temperature,
             timeout_seconds=timeout, description=description, enabled=not disabled, api_key=api_key,
+            capabilities=capability or None,
         )  # fmt: skip
     except ValidationError as exc:
-        raise _fail(exc.errors()[0]["msg"] + f" (got {backend_type!r})") from None
+        error = exc.errors()[0]
+        raise _fail(f"{'.'.join(map(str, error['loc']))}: {error['msg']} (got {error.get('input')!r})") from None
     if not config.endpoint_url.startswith(("http://", "https://")):
         raise _fail(f"endpoint URL must start with http:// or https://, got {endpoint_url!r}")
     with _database() as db:

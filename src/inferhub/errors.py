@@ -89,3 +89,21 @@ class UpstreamError(APIError):
         if self.backend:
             body["error"]["backend"] = self.backend
         return body
+
+
+class BackendRejected(APIError):
+    """The engine refused this request (bad input, or an operation it does not serve): the client's
+    fault, passed back as a 4xx; it does not count against the backend's health and is not retried."""
+
+    status_code = 400
+    code = "backend_rejected"
+
+    def __init__(self, message: str, *, backend: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.backend = backend
+
+    def openai_body(self) -> dict[str, Any]:
+        body = super().openai_body()
+        if self.backend:
+            body["error"]["backend"] = self.backend
+        return body

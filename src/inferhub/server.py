@@ -265,6 +265,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
                 id=f"local:{chat_model.alias}", model_name=chat_model.alias, backend_type="llamacpp",
                 endpoint_url=chat_model.url, source="local", description="embedded llama.cpp (SmolLM2-135M)",
                 timeout_seconds=300.0, max_concurrency=2,  # llama-cpp-python generates one request at a time
+                capabilities=frozenset({"chat", "completions"}),  # started without embedding=True
                 context_tokens=settings.local_chat_context,
             )  # fmt: skip
             adapter = OpenAIAdapter(local, registry.client_for(local.endpoint_url, 300.0))
@@ -278,6 +279,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
                 id=f"local:{embedding_model.name}", model_name=embedding_model.name, backend_type="embedded",
                 endpoint_url="embedded://" + embedding_model.name, source="local",
                 description="embedded sentence-transformers (all-MiniLM-L6-v2, 384 dimensions)",
+                capabilities=frozenset({"embeddings"}),
             )  # fmt: skip
             registry.add_local(local, EmbeddedAdapter(local, embedding_model))
 

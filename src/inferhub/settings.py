@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 BackendType = Literal["openai", "ollama", "tei", "llamacpp", "vllm", "mlx"]
+Operation = Literal["chat", "completions", "embeddings"]  # what a backend can serve (its "capabilities")
 Strategy = Literal["least-busy", "round-robin", "priority", "latency", "session-affinity"]
 STRATEGIES: tuple[str, ...] = ("least-busy", "round-robin", "priority", "latency", "session-affinity")
 
@@ -53,6 +54,8 @@ class BackendConfig(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     draining: bool = False
     discover_models: bool = True
+    # The operations it serves; None: the default of its type (docs/routing.md, "What a backend serves").
+    capabilities: list[Operation] | None = Field(default=None, min_length=1)
     # Upstream credentials: stored encrypted with the master key, never returned or logged.
     api_key: str | None = Field(default=None, repr=False)
     basic_auth_username: str | None = None
@@ -63,6 +66,11 @@ class BackendConfig(BaseModel):
     @classmethod
     def _engine_root(cls, url: str) -> str:
         return engine_root_url(url)
+
+    @field_validator("capabilities", mode="after")
+    @classmethod
+    def _sorted_capabilities(cls, value: list[str] | None) -> list[str] | None:
+        return sorted(set(value)) if value is not None else None
 
 
 CREDENTIAL_FIELDS = ("api_key", "basic_auth_username", "basic_auth_password", "headers")

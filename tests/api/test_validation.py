@@ -95,8 +95,12 @@ def test_valid_chat_passes():
         stream_options={"include_usage": True},
     )
     body["messages"] += [
-        {"role": "assistant", "content": None, "tool_calls": []},
-        {"role": "tool", "content": "r"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "content": "r", "tool_call_id": "c1"},
         {"role": "user", "content": [{"type": "text", "text": "x"}]},
         {"role": "system", "content": "s"},
         {"role": "developer", "content": "d"},
@@ -317,3 +321,139 @@ def test_ollama_generate_without_prompt_is_accepted_as_a_load_request():
 def test_ollama_generate_checks_common_fields():
     _raises(validation.check_ollama_generate, {"model": "m", "prompt": "x", "stream": "no"}, "stream")
     _raises(validation.check_ollama_generate, {"model": "m", "prompt": "x", "options": "hot"}, "options")
+
+
+# -- as strict as the engines: messages, content parts, tools, options (issue 13) --------------
+
+CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+def _one(**message):
+    return _chat(messages=[message])
+
+
+def test_valid_strict_chat_passes():
+    body = _chat(
+        messages=[
+            {"role": "system", "content": [{"type": "text", "text": "s"}]},
+            {"role": "user", "name": "ann", "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
+                {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+                {"type": "file", "file": {"file_id": "file-1"}},
+            ]},
+            {"role": "assistant", "content": None, "tool_calls": [CALL]},
+            {"role": "tool", "content": "42", "tool_call_id": "c1"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}], "reasoning_content": "r"},
+            {"role": "function", "name": "f", "content": None},
+        ],
+        tools=[TOOL], tool_choice={"type": "function", "function": {"name": "f"}}, n=2, stop=["a", "b"],
+        presence_penalty=-2, frequency_penalty=2, seed=-1, logprobs=True, top_logprobs=20, user="u",
+        logit_bias={"50256": -100}, response_format={"type": "json_schema", "json_schema": {"name": "a",
+                                                                                          "schema": {}}},
+    )  # fmt: skip
+    assert validation.check_chat(body) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (_one(role="tool", content="x"), "messages[0].tool_call_id"),
+        (_one(role="tool", content="x", tool_call_id=5), "messages[0].tool_call_id"),
+        (_one(role="tool", content="x", tool_call_id=""), "messages[0].tool_call_id"),
+        (_one(role="tool", tool_call_id="c1"), "messages[0].content"),
+        (_one(role="user"), "messages[0].content"),
+        (_one(role="assistant", content=None), "messages[0].content"),
+        (_one(role="assistant", content=None, tool_calls=[]), "messages[0].content"),
+        (_one(role="function", content="x"), "messages[0].name"),
+        (_one(role="user", content="x", name=5), "messages[0].name"),
+        (_one(role="user", content=[]), "messages[0].content"),
+        (_one(role="user", content=["x"]), "messages[0].content[0]"),
+        (_one(role="user", content=[{"text": "x"}]), "messages[0].content[0].type"),
+        (_one(role="user", content=[{"type": "bogus"}]), "messages[0].content[0].type"),
+        (_one(role="user", content=[{"type": "text"}]), "messages[0].content[0].text"),
+        (_one(role="user", content=[{"type": "image_url", "image_url": "http://x"}]),
+         "messages[0].content[0].image_url"),
+        (_one(role="user", content=[{"type": "image_url", "image_url": {"url": ""}}]),
+         "messages[0].content[0].image_url.url"),
+        (_one(role="user", content=[{"type": "image_url", "image_url": {"url": "u", "detail": "max"}}]),
+         "messages[0].content[0].image_url.detail"),
+        (_one(role="user", content=[{"type": "input_audio", "input_audio": {"data": "A", "format": "ogg"}}]),
+         "messages[0].content[0].input_audio.format"),
+        (_one(role="user", content=[{"type": "file", "file": {}}]), "messages[0].content[0].file"),
+        (_one(role="system", content=[{"type": "image_url", "image_url": {"url": "u"}}]),
+         "messages[0].content[0].type"),
+        (_one(role="assistant", content=[{"type": "refusal"}]), "messages[0].content[0].refusal"),
+        (_one(role="assistant", tool_calls="x"), "messages[0].tool_calls"),
+        (_one(role="assistant", tool_calls=[{}]), "messages[0].tool_calls[0].id"),
+        (_one(role="assistant", tool_calls=[{**CALL, "type": "code"}]), "messages[0].tool_calls[0].type"),
+        (_one(role="assistant", tool_calls=[{**CALL, "function": {"arguments": "{}"}}]),
+         "messages[0].tool_calls[0].function.name"),
+        (_one(role="assistant", tool_calls=[{**CALL, "function": {"name": "f", "arguments": {}}}]),
+         "messages[0].tool_calls[0].function.arguments"),
+        (_chat(tools="x"), "tools"),
+        (_chat(tools=[1]), "tools[0]"),
+        (_chat(tools=[{"type": "retrieval"}]), "tools[0].type"),
+        (_chat(tools=[{"type": "function"}]), "tools[0].function"),
+        (_chat(tools=[{"type": "function", "function": {"name": "a b"}}]), "tools[0].function.name"),
+        (_chat(tools=[{"type": "function", "function": {"name": "f", "parameters": []}}]),
+         "tools[0].function.parameters"),
+        (_chat(tools=[TOOL], tool_choice="sometimes"), "tool_choice"),
+        (_chat(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "g"}}),
+         "tool_choice.function.name"),
+        (_chat(n=0), "n"), (_chat(n=1000), "n"), (_chat(n="2"), "n"),
+        (_chat(presence_penalty=3), "presence_penalty"), (_chat(frequency_penalty="x"), "frequency_penalty"),
+        (_chat(seed=1.5), "seed"), (_chat(top_logprobs=21), "top_logprobs"), (_chat(logprobs="x"), "logprobs"),
+        (_chat(stop=5), "stop"), (_chat(stop=["a"] * 17), "stop"), (_chat(user=5), "user"),
+        (_chat(logit_bias=[1]), "logit_bias"), (_chat(logit_bias={"1": 101}), "logit_bias.1"),
+        (_chat(response_format="json"), "response_format"),
+        (_chat(response_format={"type": "xml"}), "response_format.type"),
+        (_chat(response_format={"type": "json_schema"}), "response_format.json_schema"),
+    ],
+)  # fmt: skip
+def test_strict_chat_checks_name_the_field(body, param):
+    _raises(validation.check_chat, body, param)
+
+
+def test_completion_options_are_checked_too():
+    _raises(validation.check_completion, {"model": "m", "prompt": "x", "echo": "yes"}, "echo")
+    _raises(validation.check_completion, {"model": "m", "prompt": "x", "n": -1}, "n")
+
+
+def test_valid_ollama_tool_exchange_passes():
+    body = _ollama_chat(tools=[TOOL], format={"type": "object"}, options={"top_k": 40, "stop": ["x"]})
+    body["messages"] += [
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]},
+        {"role": "tool", "content": "42", "tool_name": "f"},
+        {"role": "tool", "content": "no name, no id"},
+    ]
+    validation.check_ollama_chat(body)
+
+
+@pytest.mark.parametrize(
+    ("message", "param"),
+    [
+        ({"role": "developer", "content": "x"}, "messages[1].role"),
+        ({"role": "user", "content": "x", "images": "AAAA"}, "messages[1].images"),
+        ({"role": "user", "content": "x", "images": [5]}, "messages[1].images"),
+        ({"role": "assistant", "content": "", "tool_calls": {}}, "messages[1].tool_calls"),
+        ({"role": "assistant", "content": "", "tool_calls": [{"function": {}}]},
+         "messages[1].tool_calls[0].function.name"),
+        ({"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]},
+         "messages[1].tool_calls[0].function.arguments"),
+        ({"role": "tool", "content": "x", "tool_name": 5}, "messages[1].tool_name"),
+    ],
+)  # fmt: skip
+def test_strict_ollama_chat_checks_name_the_field(message, param):
+    _raises(validation.check_ollama_chat, _ollama_chat(messages=[{"role": "user", "content": "a"}, message]), param)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"options": {"top_k": "x"}}, "options.top_k"), ({"options": {"num_ctx": 1.5}}, "options.num_ctx"),
+     ({"options": {"top_p": "x"}}, "options.top_p"), ({"options": {"stop": "x"}}, "options.stop"),
+     ({"format": "xml"}, "format"), ({"tools": [{"type": "x"}]}, "tools[0].type")],
+)  # fmt: skip
+def test_strict_ollama_options_name_the_field(extra, param):
+    _raises(validation.check_ollama_chat, _ollama_chat(**extra), param)

@@ -622,3 +622,30 @@ def test_completion_ids_are_unique_and_prefixed():
     assert a.startswith("chatcmpl-")
     assert b.startswith("cmpl-")
     assert translate.completion_id() != translate.completion_id()
+
+
+# -- Ollama tool results → OpenAI tool messages ---------------------------------------------------
+
+
+def test_ollama_tool_results_are_linked_to_their_calls():
+    calls = [{"function": {"name": "weather", "arguments": {"city": "Paris"}}},
+             {"function": {"name": "time", "arguments": {}}}]  # fmt: skip
+    request = translate.ollama_chat_to_openai_request({"model": "m", "messages": [
+        {"role": "user", "content": "Weather and time in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        {"role": "tool", "content": "12:00", "tool_name": "time"},
+        {"role": "tool", "content": "sunny"},
+    ]})  # fmt: skip
+    assistant, by_name, by_order = request["messages"][1:]
+    ids = {c["function"]["name"]: c["id"] for c in assistant["tool_calls"]}
+    assert by_name == {"role": "tool", "content": "12:00", "tool_call_id": ids["time"]}
+    assert by_order == {"role": "tool", "content": "sunny", "tool_call_id": ids["weather"]}
+
+
+def test_an_ollama_tool_result_without_a_call_gets_an_id_and_keeps_a_given_one():
+    request = translate.ollama_chat_to_openai_request({"model": "m", "messages": [
+        {"role": "tool", "content": "x"}, {"role": "tool", "content": "y", "tool_call_id": "call_7"},
+    ]})  # fmt: skip
+    first, second = request["messages"]
+    assert first["tool_call_id"].startswith("call_") and set(first) == {"role", "content", "tool_call_id"}
+    assert second == {"role": "tool", "content": "y", "tool_call_id": "call_7"}

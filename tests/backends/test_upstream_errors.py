@@ -325,6 +325,28 @@ def test_broken_ollama_stream_keeps_the_text_before_the_break(
 
 
 @pytest.mark.parametrize("model", MODELS)
+def test_a_stream_dropped_before_its_first_event_by_a_live_engine_is_backend_rejected(
+    oai: openai.OpenAI, http: httpx.Client, fakes: dict[str, BackgroundServer], model: str
+) -> None:
+    """A 200 and then a dropped connection, from an engine that still answers its health check, is what
+    llama-cpp-python does with a prompt longer than its context: a 400 before the response starts."""
+
+    def errors_counted() -> list[str]:
+        return [line for line in http.get("/metrics").text.splitlines()
+                if line.startswith("llm_backend_errors_total{") and f'model="{model}"' in line]  # fmt: skip
+
+    before = errors_counted()
+    fail(fakes[model], "drop_stream")
+    with pytest.raises(openai.BadRequestError) as raised:
+        oai.chat.completions.create(model=model, messages=MESSAGES, stream=True)
+    assert raised.value.code == "backend_rejected"
+    assert fakes[model].url in raised.value.message and "before answering" in raised.value.message
+    response = http.post("/api/chat", json=chat_body(model, stream=True))
+    assert response.status_code == 400 and "before answering" in response.json()["error"], response.text
+    assert errors_counted() == before
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_truncated_body_is_a_502(http: httpx.Client, fakes: dict[str, BackgroundServer], model: str) -> None:
     fail(fakes[model], "break_stream")  # a non-streamed body cut in the middle
     error = openai_error(http.post("/v1/chat/completions", json=chat_body(model)), 502)

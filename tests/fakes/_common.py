@@ -2,9 +2,11 @@
 
 Every fake app keeps its test knobs on ``app.state``:
 
-* ``requests``: list of parsed JSON bodies of every POST received (in arrival order).
+* ``requests``: list of parsed JSON bodies of every POST received (in arrival order), but ``/api/show``.
 * ``calls``: list of :class:`RecordedCall` for every request of any method (path, headers, body).
-* ``fail_mode``: ``None`` | ``"500"`` | ``"garbage"`` | ``"hang"`` | ``"break_stream"`` (settable at runtime).
+* ``fail_mode``: ``None`` | ``"500"`` | ``"garbage"`` | ``"hang"`` | ``"break_stream"`` | ``"drop_stream"``
+  (settable at runtime; ``drop_stream``: a stream answers 200 and drops the connection before any event,
+  as llama-cpp-python does with a prompt longer than its context).
 * ``fail_times``: ``None`` (fail forever) or N: fail only the next N matching requests, then recover.
 * ``fail_paths``: ``None`` (every route) or a set of paths the fail mode applies to, e.g. ``{"/api/chat"}``.
 * ``hang_seconds``: how long ``"hang"`` sleeps before answering normally (default 30 s).
@@ -26,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-FailMode = Literal["500", "garbage", "hang", "break_stream"]
-FAIL_MODES: tuple[str, ...] = ("500", "garbage", "hang", "break_stream")
+FailMode = Literal["500", "garbage", "hang", "break_stream", "drop_stream"]
+FAIL_MODES: tuple[str, ...] = ("500", "garbage", "hang", "break_stream", "drop_stream")
 GARBAGE_BODY = b"<html><body><h1>502 Bad Gateway</h1></body></html>\n{not json"
 _TOKEN_RE = re.compile(r"\s*\S+\s*")
 
@@ -63,6 +65,9 @@ def init_state(app: Starlette) -> None:
     app.state.chunk_delay = 0.0
 
 
+_LOOKUPS = frozenset({"/api/show"})  # metadata the gateway asks for on its own (capabilities): not in ``requests``
+
+
 async def record(request: Request) -> tuple[Any, bool]:
     """Read and record the request; return ``(body, ok)`` where ``ok`` is False for a non-JSON body."""
     raw = await request.body()
@@ -77,7 +82,7 @@ async def record(request: Request) -> tuple[Any, bool]:
     state.calls.append(
         RecordedCall(request.method, request.url.path, dict(request.headers), body, dict(request.query_params))
     )
-    if request.method == "POST":
+    if request.method == "POST" and request.url.path not in _LOOKUPS:
         state.requests.append(body)
     return body, ok
 
@@ -156,6 +161,8 @@ def respond(
     if chunks is not None:
         if mode == "break_stream":
             return BrokenStreamResponse(chunks[:2], media_type)
+        if mode == "drop_stream":
+            return BrokenStreamResponse([], media_type)
         return StreamingResponse(_paced(request, chunks), media_type=media_type, headers=headers)
     body = dumps(obj)
     if mode == "break_stream":

@@ -7,10 +7,15 @@ import dataclasses
 
 import pytest
 
+from fakes import BackgroundServer, create_fake_ollama_app
 from inferhub.backends.ollama_adapter import OllamaAdapter
 from inferhub.backends.openai_adapter import OpenAIAdapter
 from inferhub.backends.tei_adapter import TEIAdapter
+from inferhub.errors import APIError
+from inferhub.gateway.health_monitor import HealthMonitor
+from inferhub.gateway.pipeline import Gateway
 from inferhub.gateway.registry import BackendRegistry, canonical_model_name
+from inferhub.gateway.stats import StatsRecorder
 from inferhub.store.backends import BackendRecord
 
 
@@ -100,6 +105,70 @@ def test_adapter_class_follows_backend_type(registry):
     assert type(by_id["3"]) is OllamaAdapter
     assert type(by_id["4"]) is TEIAdapter
     assert all(adapter.backend.id == backend_id for backend_id, adapter in by_id.items())
+
+
+def test_capabilities_default_by_backend_type(registry):
+    registry.replace_stored(
+        [
+            _record(1, "a", backend_type="vllm"),
+            _record(2, "b", backend_type="llamacpp"),
+            _record(3, "c", backend_type="ollama"),
+            _record(4, "d", backend_type="tei"),
+            _record(5, "e", backend_type="openai"),
+        ]
+    )
+    serves = {b.id: registry.adapter(b).capabilities for b in registry.backends}
+    everything = {"chat", "completions", "embeddings"}
+    assert serves == {"1": everything, "2": {"chat", "completions"}, "3": everything, "4": {"embeddings"},
+                      "5": everything}  # fmt: skip
+
+
+def test_declared_capabilities_replace_the_default_within_what_the_protocol_can_do(registry):
+    registry.replace_stored(
+        [
+            _record(1, "embedder", backend_type="llamacpp", capabilities=["embeddings"]),
+            _record(2, "chatty", backend_type="vllm", capabilities=["chat"]),
+            _record(3, "tei", backend_type="tei", capabilities=["chat", "embeddings"]),  # TEI cannot chat
+        ]
+    )
+    serves = {b.id: registry.adapter(b).capabilities for b in registry.backends}
+    assert serves == {"1": {"embeddings"}, "2": {"chat"}, "3": {"embeddings"}}
+    (embedder,) = registry.candidates("embedder")
+    assert embedder.capabilities == frozenset({"embeddings"})
+
+
+def test_capabilities_are_learned_from_ollama_unless_declared():
+    """Ollama's /api/show says an embedding model does not generate: chat to it is refused before forwarding."""
+    server = BackgroundServer(create_fake_ollama_app(["nomic-embed-text", "llama3.1:8b"])).start()
+
+    async def scenario() -> None:
+        registry = BackendRegistry()
+        registry.replace_stored([
+            _record(1, "nomic-embed-text", backend_type="ollama", endpoint=server.url, discover_models=False),
+            _record(2, "llama3.1:8b", backend_type="ollama", endpoint=server.url, discover_models=False),
+            _record(3, "declared", backend_type="ollama", endpoint=server.url, upstream_model="nomic-embed-text",
+                    discover_models=False, capabilities=["chat", "embeddings"]),
+        ])  # fmt: skip
+        gateway = Gateway(registry, StatsRecorder(None))
+        try:
+            await HealthMonitor(registry, gateway.admission).discover()
+            serves = {b.id: registry.adapter(b).capabilities for b in registry.backends}
+            assert serves == {"1": {"embeddings"}, "2": {"chat", "completions", "embeddings"},
+                              "3": {"chat", "embeddings"}}  # fmt: skip
+            before = len(server.app.state.requests)
+            with pytest.raises(APIError) as raised:
+                await gateway.run("chat", {"model": "nomic-embed-text", "messages": [{"role": "user", "content": "x"}]})
+            assert raised.value.code == "unsupported_operation" and raised.value.status_code == 400
+            assert len(server.app.state.requests) == before  # nothing was forwarded
+            _, result = await gateway.run("embeddings", {"model": "nomic-embed-text", "input": ["x"]})
+            assert len(result["data"]) == 1
+        finally:
+            await registry.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
 
 
 def test_record_fields_copied_to_backend(registry):

@@ -111,3 +111,22 @@ def test_backends_add_rejects_bad_input(inferhub: InferhubProcess) -> None:
     assert result.returncode == 1 and "http://" in result.stderr
     result = inferhub.cli("backends", "disable", "999999", check=False)
     assert result.returncode == 1 and "no backend" in result.stderr
+
+
+def test_backends_add_declares_what_the_backend_serves(
+    inferhub: InferhubProcess, fake_ollama: BackgroundServer
+) -> None:
+    added = inferhub.cli("backends", "add", "chat-only", fake_ollama.url, "--type", "ollama", "--capability", "chat")
+    backend_id = added.stdout.split()[2].rstrip(":")
+    rows = json.loads(inferhub.cli("backends", "list", "--json").stdout)
+    assert next(r for r in rows if str(r["id"]) == backend_id)["capabilities"] == ["chat"]
+    embed = {"model": "chat-only", "input": "x"}
+
+    def refused() -> bool:
+        reply = httpx.post(f"{inferhub.url}/v1/embeddings", headers=inferhub.headers, json=embed)
+        return reply.status_code == 400 and reply.json()["error"]["code"] == "unsupported_operation"
+
+    _eventually(refused)
+    result = inferhub.cli("backends", "add", "m2", fake_ollama.url, "--capability", "telepathy", check=False)
+    assert result.returncode == 1 and "capabilities" in result.stderr and "telepathy" in result.stderr
+    inferhub.cli("backends", "remove", backend_id)

@@ -27,7 +27,7 @@ from inferhub.api.params import (
 from inferhub.api.principal import admin_principal
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import APIError, NotFound
-from inferhub.settings import BackendConfig, BackendType, ModelRouteConfig, Strategy, engine_root_url
+from inferhub.settings import BackendConfig, BackendType, ModelRouteConfig, Operation, Strategy, engine_root_url
 from inferhub.store.backends import BackendRecord
 
 router = APIRouter(prefix="/api", tags=["Admin: registry"])
@@ -59,6 +59,12 @@ class BackendPatch(AdminBody):
     max_concurrency: int | None = Field(default=None, ge=1, le=INT_MAX)
     draining: bool = Field(default=None)
     discover_models: bool = Field(default=None)
+    capabilities: list[Operation] | None = Field(default=None, min_length=1)  # null: the type's default
+
+    @field_validator("capabilities", mode="after")
+    @classmethod
+    def _sorted_capabilities(cls, value: list[str] | None) -> list[str] | None:
+        return sorted(set(value)) if value is not None else None
 
 
 class NewBackend(BackendConfig):

@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
+from inferhub.api import chat_checks
 from inferhub.api.nul_bytes import NUL_MESSAGE, nul_path
 from inferhub.errors import InvalidRequest, ModelNotFound
 
 MODEL_NAME_LENGTH = 200  # model names are varchar(200) in the registry and the usage table
-_ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -111,17 +111,10 @@ def check_chat(body: dict[str, Any]) -> None:
         raise _invalid("messages", f"expected an array of messages, got {_json_type(messages)}")
     if not messages:
         raise _invalid("messages", "must contain at least one message")
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise _invalid(where, f"expected an object, got {_json_type(message)}")
-        role = message.get("role")
-        if not isinstance(role, str) or role not in _ROLES:  # a dict or list is unhashable: check the type first
-            raise _invalid(f"{where}.role", f"expected one of {', '.join(sorted(_ROLES))}, got {role!r}")
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise _invalid(f"{where}.content", f"expected a string or an array, got {_json_type(content)}")
+    chat_checks.check_openai_messages(messages)
+    chat_checks.check_tools(body)
     _check_sampling(body)
+    chat_checks.check_openai_options(body)
 
 
 def check_completion(body: dict[str, Any]) -> None:
@@ -134,6 +127,7 @@ def check_completion(body: dict[str, Any]) -> None:
     ):
         raise _invalid("prompt", "expected a string or a non-empty array of strings")
     _check_sampling(body)
+    chat_checks.check_openai_options(body)
 
 
 def check_embeddings(body: dict[str, Any]) -> list[str]:
@@ -158,11 +152,8 @@ def check_ollama_chat(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages", "expected a non-empty array of messages")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("content", ""), str):
-            raise _invalid(f"messages[{index}]", "expected an object with a string 'content'")
-        if not isinstance(message.get("role"), str) or message["role"] not in _ROLES:
-            raise _invalid(f"messages[{index}].role", f"unknown role {message.get('role')!r}")
+    chat_checks.check_ollama_messages(messages)
+    chat_checks.check_tools(body)
     _check_ollama_common(body)
 
 
@@ -184,3 +175,5 @@ def _check_ollama_common(body: dict[str, Any]) -> None:
         num_predict = options.get("num_predict")
         if num_predict is not None and (isinstance(num_predict, bool) or not isinstance(num_predict, int)):
             raise _invalid("options.num_predict", f"expected an integer, got {_json_type(num_predict)}")
+        chat_checks.check_ollama_options(options)
+    chat_checks.check_ollama_format(body)

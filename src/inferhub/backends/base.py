@@ -10,8 +10,9 @@ from typing import Any, Literal
 import orjson
 import structlog
 
+from inferhub.backends.rejection import caused_by_request
 from inferhub.backends.upstream_client import ConnectFailed, TimedOut, TransportError, UpstreamClient, UpstreamStream
-from inferhub.errors import APIError, UpstreamError
+from inferhub.errors import APIError, BackendRejected, UpstreamError
 from inferhub.observability.tracing import upstream_headers
 
 log = structlog.get_logger("inferhub.backends")
@@ -27,6 +28,21 @@ PROTOCOL_OF_TYPE: dict[str, Protocol] = {
     "ollama": "ollama",
     "tei": "tei",
     "embedded": "embedded",
+}
+
+ALL_CAPABILITIES: frozenset[Capability] = frozenset({"chat", "completions", "embeddings"})
+
+# What a backend serves when its registration does not say. A llama.cpp server is started for one job:
+# generation, or embeddings with ``--embeddings`` (llama-cpp-python: ``embedding=True``); generation is the
+# default, so an embedding llama.cpp is registered with ``capabilities: [embeddings]``.
+DEFAULT_CAPABILITIES: dict[str, frozenset[Capability]] = {
+    "openai": ALL_CAPABILITIES,
+    "vllm": ALL_CAPABILITIES,
+    "mlx": ALL_CAPABILITIES,
+    "ollama": ALL_CAPABILITIES,
+    "llamacpp": frozenset({"chat", "completions"}),
+    "tei": frozenset({"embeddings"}),
+    "embedded": frozenset({"embeddings"}),
 }
 
 
@@ -50,6 +66,8 @@ class Backend:
     max_concurrency: int | None = None
     draining: bool = False
     discover_models: bool = True
+    # The operations it serves, as registered; None: the default of its type (DEFAULT_CAPABILITIES).
+    capabilities: frozenset[Capability] | None = None
     context_tokens: int | None = None  # the engine's context window, when declared (max_tokens above it: 400)
     # Decrypted upstream credentials as request headers; kept out of repr so they never reach a log.
     auth_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -61,6 +79,13 @@ class Backend:
     @property
     def target_model(self) -> str:
         return self.upstream_model or self.model_name
+
+    @property
+    def serves(self) -> frozenset[Capability]:
+        """The operations this backend serves: as registered, else the default of its type."""
+        if self.capabilities is not None:
+            return self.capabilities
+        return DEFAULT_CAPABILITIES.get(self.backend_type, ALL_CAPABILITIES)
 
     @property
     def label(self) -> str:
@@ -77,15 +102,17 @@ class StreamEvent:
 
 
 class Adapter:
-    """Base adapter. Subclasses implement what their engine supports."""
+    """Base adapter. Subclasses implement what their protocol supports (``protocol_capabilities``);
+    ``capabilities`` is what this backend serves: those operations its registration declares."""
 
-    capabilities: frozenset[Capability] = frozenset()
+    protocol_capabilities: frozenset[Capability] = frozenset()
     # Counts a body's prompt tokens here, exactly as the engine does (its tokenizer and chat template).
     prompt_counter: Callable[[dict[str, Any]], int] | None = None
 
     def __init__(self, backend: Backend, client: UpstreamClient) -> None:
         self.backend = backend
         self.client = client
+        self.capabilities: frozenset[Capability] = backend.serves & self.protocol_capabilities
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         raise self._unsupported("chat completions")
@@ -107,6 +134,10 @@ class Adapter:
 
     async def list_models(self) -> list[str]:
         return [self.backend.target_model]
+
+    async def learn_capabilities(self) -> frozenset[Capability] | None:
+        """What the engine says this model serves, when it says more than the type's default (else None)."""
+        return None
 
     async def count_prompt_tokens(self, body: dict[str, Any]) -> int:
         """Used only when an engine streams without reporting usage: the exact local count, else characters/4."""
@@ -131,8 +162,9 @@ class Adapter:
         return max(1, len(prompt_text(body)) // 4)
 
     def _unsupported(self, what: str) -> APIError:
+        serves = ", ".join(sorted(self.capabilities)) or "nothing"
         return APIError(
-            f"model '{self.backend.model_name}' does not support {what}",
+            f"model '{self.backend.model_name}' does not support {what} (it serves: {serves})",
             status_code=400,
             code="unsupported_operation",
             param="model",
@@ -201,6 +233,44 @@ class Adapter:
             return UpstreamError(f"{label} refused the connection", backend=self.backend.id, code="backend_unreachable")
         return UpstreamError(f"{label} failed: {exc.kind}", backend=self.backend.id, code="backend_error")
 
+    async def _check_context(self, body: dict[str, Any]) -> None:
+        """Refuse a stream whose prompt cannot fit the engine's context. llama-cpp-python finds that out only
+        after it has answered 200, then drops the stream (and, for a moment, new connections)."""
+        window = self.backend.context_tokens
+        if window is None:
+            return
+        overhead = _TEMPLATE_TOKENS + _MESSAGE_TOKENS * len(body.get("messages") or ())
+        if len(prompt_text(body).encode()) + overhead < window:  # a token is at least one byte
+            return
+        tokens = await self.count_prompt_tokens(body) + overhead
+        if tokens >= window:
+            raise APIError(
+                f"the prompt is about {tokens} tokens; model '{self.backend.model_name}' has a context window "
+                f"of {window} tokens: shorten the messages",
+                status_code=400, code="context_length_exceeded", param="messages",
+            )  # fmt: skip
+
+    async def _first_event(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        """Wait for a stream's first event before the client's response starts: a stream the engine drops
+        before answering is then an error with a status, failed over or passed back like any other."""
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            return _prepend(None, events)
+        except (TransportError, UpstreamError) as exc:
+            dropped = isinstance(exc, TransportError) or exc.code == "backend_stream_empty"
+            if dropped and await self.check_health():
+                # llama-cpp-python answers 200 to a stream whose prompt is longer than its context and then
+                # drops the connection. The engine is up: this request, not the engine, is the problem.
+                raise BackendRejected(
+                    f"{self.backend.label} ended the stream before answering and is up: "
+                    "the request is the likely cause (a prompt longer than the model's context, for example); "
+                    "send it without streaming for the engine's own message",
+                    backend=self.backend.id,
+                ) from None
+            raise self.stream_broken(exc) if isinstance(exc, TransportError) else exc from None
+        return _prepend(first, events)
+
     def stream_broken(self, exc: BaseException) -> UpstreamError:
         if isinstance(exc, TransportError):
             error = self._transport_error(exc)
@@ -215,8 +285,11 @@ class Adapter:
             return
         message = _error_message(content)
         label = self.backend.label
-        if status in (400, 404, 413, 422) and status != 404:
-            raise APIError(f"{label} rejected the request: {message}", status_code=400, code="backend_rejected")
+        if caused_by_request(status, content):
+            raise BackendRejected(
+                f"{label} rejected the request ({status}): {message}",
+                status_code=413 if status == 413 else 400, backend=self.backend.id,
+            )  # fmt: skip
         if status == 404:
             raise UpstreamError(
                 f"{label} answered 404: {message}", status_code=502, backend=self.backend.id,
@@ -231,6 +304,21 @@ class Adapter:
 
 
 _JSON = {"content-type": "application/json"}
+# An upper bound of what a chat template adds (SmolLM2's: a default system message of ~20 tokens and ~5 per
+# message), so that a prompt that may not fit is counted exactly.
+_TEMPLATE_TOKENS, _MESSAGE_TOKENS = 32, 8
+
+
+async def _prepend(first: StreamEvent | None, rest: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    try:
+        if first is not None:
+            yield first
+        async for event in rest:
+            yield event
+    finally:
+        close = getattr(rest, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def prompt_text(body: dict[str, Any]) -> str:

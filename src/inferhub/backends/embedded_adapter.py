@@ -10,7 +10,7 @@ from inferhub.runtime.local_embedding_model import LocalEmbeddingModel
 
 
 class EmbeddedAdapter(Adapter):
-    capabilities = frozenset({"embeddings"})
+    protocol_capabilities = frozenset({"embeddings"})
 
     def __init__(self, backend: Backend, model: LocalEmbeddingModel) -> None:
         super().__init__(backend, client=None)  # type: ignore[arg-type]

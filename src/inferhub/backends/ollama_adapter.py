@@ -9,14 +9,14 @@ from typing import Any
 import orjson
 
 from inferhub.backends import translate
-from inferhub.backends.base import Adapter, StreamEvent
+from inferhub.backends.base import Adapter, Capability, StreamEvent
 from inferhub.backends.sse import drain_rest, iter_lines
 from inferhub.backends.upstream_client import UpstreamStream
 from inferhub.errors import UpstreamError
 
 
 class OllamaAdapter(Adapter):
-    capabilities = frozenset({"chat", "completions", "embeddings"})
+    protocol_capabilities = frozenset({"chat", "completions", "embeddings"})
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         request = translate.openai_chat_to_ollama(body, self.backend.target_model, stream=False)
@@ -26,7 +26,7 @@ class OllamaAdapter(Adapter):
     async def open_chat_stream(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
         request = translate.openai_chat_to_ollama(body, self.backend.target_model, stream=True)
         response = await self._open_stream("/api/chat", request)
-        return self._events(response, generate=False)
+        return await self._first_event(self._events(response, generate=False))
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         request = translate.openai_completion_to_ollama(body, self.backend.target_model, stream=False)
@@ -36,7 +36,7 @@ class OllamaAdapter(Adapter):
     async def open_completion_stream(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
         request = translate.openai_completion_to_ollama(body, self.backend.target_model, stream=True)
         response = await self._open_stream("/api/generate", request)
-        return self._events(response, generate=True)
+        return await self._first_event(self._events(response, generate=True))
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         inputs = translate.embedding_inputs(body["input"])
@@ -49,6 +49,16 @@ class OllamaAdapter(Adapter):
         return translate.openai_embeddings_response(
             vectors, self.backend.model_name, data.get("prompt_eval_count", 0) or 0
         )
+
+    async def learn_capabilities(self) -> frozenset[Capability] | None:
+        """Ollama's ``/api/show`` lists what a model does: without ``completion`` (an embedding model such as
+        ``nomic-embed-text``) it serves only embeddings. A generation model keeps the default (Ollama embeds
+        with any model)."""
+        data = await self._post_json("/api/show", {"model": self.backend.target_model})
+        capabilities = data.get("capabilities") if isinstance(data, dict) else None
+        if isinstance(capabilities, list) and "completion" not in capabilities and "embedding" in capabilities:
+            return frozenset({"embeddings"})
+        return None
 
     async def check_health(self) -> bool:
         try:

@@ -12,13 +12,14 @@ from typing import Any
 import orjson
 
 from inferhub.backends.base import Adapter, StreamEvent, prompt_text
+from inferhub.backends.rejection import caused_by_request
 from inferhub.backends.sse import DONE, drain_rest, iter_sse_data
 from inferhub.backends.upstream_client import TransportError, UpstreamStream
-from inferhub.errors import UpstreamError
+from inferhub.errors import BackendRejected, UpstreamError
 
 
 class OpenAIAdapter(Adapter):
-    capabilities = frozenset({"chat", "completions", "embeddings"})
+    protocol_capabilities = frozenset({"chat", "completions", "embeddings"})
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._expect_object(await self._post_json("/v1/chat/completions", self._upstream(body)))
@@ -81,12 +82,13 @@ class OpenAIAdapter(Adapter):
         return data
 
     async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+        await self._check_context(body)
         payload = self._upstream(body)
         payload["stream"] = True
         # Always ask for usage so it can be counted; the gateway hides it if the client did not ask.
         payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         response = await self._open_stream(path, payload)
-        return self._events(response)
+        return await self._first_event(self._events(response))
 
     async def _events(self, response: UpstreamStream) -> AsyncIterator[StreamEvent]:
         events = 0
@@ -108,6 +110,11 @@ class OpenAIAdapter(Adapter):
                         code="backend_invalid_response",
                     ) from None
                 if isinstance(data, dict) and "error" in data:
+                    if events == 1 and caused_by_request(500, payload):  # refused before it began to answer
+                        raise BackendRejected(
+                            f"{self.backend.label} rejected the request: {data['error']}"[:1000],
+                            backend=self.backend.id,
+                        )
                     raise UpstreamError(
                         f"{self.backend.label} reported an error while streaming: {data['error']}",
                         backend=self.backend.id,
@@ -116,7 +123,9 @@ class OpenAIAdapter(Adapter):
                     finished = True
                 yield StreamEvent(data=data, raw=payload)
         finally:
-            await response.aclose()
+            # A stream that did not finish leaves its connection in doubt (llama-cpp-python closes it after
+            # a request that failed mid-response): close it rather than give it to the next request.
+            await (response.aclose() if finished else response.abort())
         if events and not finished:
             raise UpstreamError(
                 f"{self.backend.label} ended the stream before it was done (no finish_reason, no [DONE])",
@@ -127,7 +136,7 @@ class OpenAIAdapter(Adapter):
             raise UpstreamError(
                 f"{self.backend.label} ended the stream without sending any event",
                 backend=self.backend.id,
-                code="backend_invalid_response",
+                code="backend_stream_empty",
             )
 
 

@@ -14,7 +14,7 @@ from inferhub.errors import UpstreamError
 
 
 class TEIAdapter(Adapter):
-    capabilities = frozenset({"embeddings"})
+    protocol_capabilities = frozenset({"embeddings"})
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         inputs = translate.embedding_inputs(body["input"])

@@ -227,6 +227,10 @@ def _openai_message(message: dict[str, Any]) -> dict[str, Any]:
         out["content"] = parts
     if message.get("thinking"):
         out["reasoning_content"] = message["thinking"]
+    if out["role"] == "tool":
+        for name in ("tool_call_id", "tool_name"):
+            if message.get(name):
+                out[name] = message[name]
     tool_calls = _openai_tool_calls(message.get("tool_calls"))
     if tool_calls:
         out["tool_calls"] = tool_calls
@@ -249,8 +253,27 @@ def _openai_sampling(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _link_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama matches a tool result to its call by order (or ``tool_name``); OpenAI engines need the call's
+    ``tool_call_id``. Give each tool message the id of the call it answers (a fresh one if none is open)."""
+    open_calls: list[dict[str, Any]] = []
+    for message in messages:
+        if message.get("tool_calls"):
+            open_calls = list(message["tool_calls"])
+        elif message["role"] == "tool":
+            name = message.pop("tool_name", None)
+            if message.get("tool_call_id"):
+                continue
+            call = next((c for c in open_calls if c["function"]["name"] == name), open_calls[0] if open_calls else None)
+            if call is not None:
+                open_calls.remove(call)
+            message["tool_call_id"] = call["id"] if call else f"call_{uuid.uuid4().hex[:12]}"
+    return messages
+
+
 def ollama_chat_to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
-    request = {"model": body["model"], "messages": [_openai_message(m) for m in body["messages"]]}
+    messages = _link_tool_results([_openai_message(m) for m in body["messages"]])
+    request = {"model": body["model"], "messages": messages}
     request.update(_openai_sampling(body))
     if body.get("tools"):
         request["tools"] = body["tools"]

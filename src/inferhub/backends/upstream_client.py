@@ -14,6 +14,7 @@ so no library's exceptions leak into error mapping.
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -47,6 +48,15 @@ def _transport_error(exc: BaseException) -> TransportError:
 _FAULTS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
+def _dropped_unanswered(exc: BaseException) -> bool:
+    """The engine closed or reset the connection before any answer: a kept-alive connection it had just
+    closed, or (llama-cpp-python, for a moment after a request failed mid-response) a new one it drops.
+    Such a request is sent once more, on a new connection; a refused connection is never retried."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return True
+    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamResponse:
     status_code: int
@@ -76,6 +86,10 @@ class UpstreamStream:
 
     async def aclose(self) -> None:
         self._response.release()
+
+    async def abort(self) -> None:
+        """Close the response and its connection, which is not reused."""
+        self._response.close()
 
 
 class UpstreamClient:
@@ -126,12 +140,18 @@ class UpstreamClient:
     ) -> UpstreamResponse:
         session = self._open_session()
         options = {"timeout": self._timeout(timeout)} if timeout is not None else {}  # else the session's
-        try:
-            async with session.request(method, self.base_url + path, data=content, headers=headers,
-                                       allow_redirects=False, **options) as response:  # fmt: skip
-                return UpstreamResponse(response.status, await response.read())
-        except _FAULTS as exc:
-            raise _transport_error(exc) from None
+        for attempt in (1, 2):
+            answered = False
+            try:
+                async with session.request(method, self.base_url + path, data=content, headers=headers,
+                                           allow_redirects=False, **options) as response:  # fmt: skip
+                    answered = True
+                    return UpstreamResponse(response.status, await response.read())
+            except _FAULTS as exc:
+                if attempt == 1 and not answered and _dropped_unanswered(exc):
+                    continue
+                raise _transport_error(exc) from None
+        raise AssertionError("unreachable")
 
     async def get(self, path: str, *, headers: Mapping[str, str] | None = None,
                   timeout: float | None = None) -> UpstreamResponse:  # fmt: skip
@@ -141,12 +161,16 @@ class UpstreamClient:
                      headers: Mapping[str, str] | None = None) -> UpstreamStream:  # fmt: skip
         """Send the request and wait for the status line and headers; the body is read from the stream."""
         session = self._open_session()
-        try:
-            response = await session.request(method, self.base_url + path, data=content, headers=headers,
-                                             allow_redirects=False)  # fmt: skip
-        except _FAULTS as exc:
-            raise _transport_error(exc) from None
-        return UpstreamStream(response)
+        for attempt in (1, 2):
+            try:
+                response = await session.request(method, self.base_url + path, data=content, headers=headers,
+                                                 allow_redirects=False)  # fmt: skip
+            except _FAULTS as exc:
+                if attempt == 1 and _dropped_unanswered(exc):
+                    continue
+                raise _transport_error(exc) from None
+            return UpstreamStream(response)
+        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         self._closed = True

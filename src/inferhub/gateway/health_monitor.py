@@ -109,3 +109,18 @@ class HealthMonitor:
                 continue
             if self.registry.set_discovered(backend.id, models):
                 log.info("models_discovered", backend=backend.id, models=models)
+        await self._learn_capabilities()
+
+    async def _learn_capabilities(self) -> None:
+        """Ask each engine once what a backend without declared capabilities serves (Ollama: /api/show)."""
+        for backend in self.registry.backends:
+            if backend.source == "local" or backend.capabilities is not None or self.registry.learned(backend):
+                continue
+            if not self.registry.state(backend).healthy:
+                continue
+            try:
+                learned = await asyncio.wait_for(self.registry.adapter(backend).learn_capabilities(), self.timeout)
+            except Exception:
+                continue  # asked again at the next discovery
+            if self.registry.set_learned(backend, learned) and learned is not None:
+                log.info("capabilities_learned", backend=backend.id, capabilities=sorted(learned))

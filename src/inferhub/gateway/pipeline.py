@@ -8,7 +8,9 @@ For each request: resolve aliases → order the usable backends by the model's
 strategy → take a slot (or wait fairly in the queue) → send. A failure before the
 first byte (refused, reset, 5xx, timeout, garbage) is retried on the next
 backend within the retry budget; when no backend of the model is usable, the
-model's fallback chain is tried in order.
+model's fallback chain is tried in order. An answer caused by the request
+(``BackendRejected``, see ``backends/rejection.py``) is neither retried nor
+counted against the backend.
 """
 
 from __future__ import annotations

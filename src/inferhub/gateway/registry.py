@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from inferhub.backends.base import Adapter, Backend
+from inferhub.backends.base import Adapter, Backend, Capability
 from inferhub.backends.ollama_adapter import OllamaAdapter
 from inferhub.backends.openai_adapter import OpenAIAdapter
 from inferhub.backends.tei_adapter import TEIAdapter
@@ -70,8 +70,13 @@ def backend_from_record(record: BackendRecord, decrypt=None) -> Backend:
         max_concurrency=record.max_concurrency,
         draining=record.draining,
         discover_models=record.discover_models,
+        capabilities=frozenset(record.capabilities) if record.capabilities is not None else None,  # type: ignore[arg-type]
         auth_headers=auth,
     )
+
+
+def _learn_key(backend: Backend) -> tuple[str, str, str]:
+    return backend.id, backend.endpoint_url, backend.target_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,8 @@ class BackendRegistry:
         self._routes: dict[str, ModelRoute] = {}
         self._aliases: dict[str, str] = {}
         self._discovered: dict[str, tuple[str, ...]] = {}
+        # What engines said they serve, by (backend id, endpoint, upstream model): a changed backend is asked again.
+        self._learned: dict[tuple[str, str, str], frozenset[Capability] | None] = {}
         self._clients: dict[tuple[str, float], UpstreamClient] = {}
         self._adapters: dict[str, Adapter] = {}
         self.states: dict[str, BackendState] = {}
@@ -128,6 +135,19 @@ class BackendRegistry:
         self._discovered[backend_id] = names
         self._rebuild()
         return True
+
+    def set_learned(self, backend: Backend, capabilities: frozenset[Capability] | None) -> bool:
+        """Record what the engine says a backend serves (None: nothing beyond its type's default); a
+        registration that declares ``capabilities`` keeps them. Returns True if that changed the registry."""
+        key = _learn_key(backend)
+        if key in self._learned and self._learned[key] == capabilities:
+            return False
+        self._learned[key] = capabilities
+        self._rebuild()
+        return True
+
+    def learned(self, backend: Backend) -> bool:
+        return _learn_key(backend) in self._learned
 
     def client_for(self, endpoint_url: str, timeout: float) -> UpstreamClient:
         """One pooled client per upstream (and timeout), reused across requests and reloads."""
@@ -159,6 +179,8 @@ class BackendRegistry:
             adapters[backend.id] = adapter
             backends.append(backend)
         for backend in [*self._stored, *self._with_discovered()]:
+            if backend.capabilities is None and self._learned.get(_learn_key(backend)) is not None:
+                backend = replace(backend, capabilities=self._learned[_learn_key(backend)])
             previous = self._adapters.get(backend.id)
             if previous is not None and previous.backend == backend:
                 adapters[backend.id] = previous

@@ -27,6 +27,7 @@ EDITABLE = (
     "max_concurrency",
     "draining",
     "discover_models",
+    "capabilities",
 )
 
 
@@ -53,6 +54,7 @@ class BackendRecord:
     avg_latency_ms: float
     total_requests: int
     total_errors: int
+    capabilities: list[str] | None = None  # None: the default of its type
 
     def public(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "credentials_encrypted"}

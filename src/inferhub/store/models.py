@@ -48,6 +48,7 @@ class BackendRow(Base):
     max_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
     draining: Mapped[bool] = mapped_column(Boolean, default=False)
     discover_models: Mapped[bool] = mapped_column(Boolean, default=True)
+    capabilities: Mapped[list[str] | None] = mapped_column(JSONB, nullable=True)  # NULL: its type's default
     credentials_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     avg_tokens_per_sec: Mapped[float] = mapped_column(Float, default=0.0)
     avg_latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
