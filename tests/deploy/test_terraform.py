@@ -377,3 +377,16 @@ def test_docs_cover_the_terraform_path() -> None:
         assert topic in doc, topic
     assert "terraform.md" in (REPO / "docs" / "deploy" / "README.md").read_text()
     assert "deploy/terraform" in (REPO / "README.md").read_text()
+
+
+def test_the_documented_sed_renders_like_templatefile(tmp_path: Path) -> None:
+    """docs/deploy/terraform.md, "Without Terraform": its sed command gives the templatefile result."""
+    bash = require(which("bash"), "bash")
+    doc = (REPO / "docs" / "deploy" / "terraform.md").read_text()
+    section = doc.split("## 6. Without Terraform", 1)[1]
+    command = re.search(r"```sh\n(sed .*?> user-data\.yaml)\n", section, re.S).group(1)
+    command = command.replace("> user-data.yaml", f"> {tmp_path / 'user-data.yaml'}")
+    keys = {"API_KEY": SAMPLE["inferhub_api_key"], "SECRET_KEY": SAMPLE["inferhub_secret_key"]}
+    assert_ok(run([bash, "-c", command], cwd=REPO, env={"PATH": "/usr/bin:/bin", **keys}), "the documented sed")
+    values = {**SAMPLE, "ssh_allowed_cidrs": "203.0.113.7/32", "data_device": "/dev/disk/by-id/YOUR-DATA-DISK"}
+    assert (tmp_path / "user-data.yaml").read_text() == render(TEMPLATE.read_text(), values)
