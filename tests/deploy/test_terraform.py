@@ -191,10 +191,15 @@ def test_terraform_fmt() -> None:
 # -- checkov -------------------------------------------------------------------------------------
 
 
+POLICIES = TERRAFORM / "checkov"
+
+
 def checkov(directory: Path) -> dict:
+    """checkov's reports by framework: its own policies, and ours for Hetzner resources (it has none)."""
     binary = require(tool_path("checkov/bin/checkov"), "checkov (.tools/checkov)")
-    result = run([binary, "-d", str(directory), "--framework", "terraform", "secrets", "--skip-download",
-                  "--compact", "--quiet", "-o", "json"], cwd=directory, timeout=300)  # fmt: skip
+    args = [binary, "-d", str(directory), "--framework", "terraform", "secrets", "--external-checks-dir",
+            str(directory / "checkov"), "--skip-download", "--compact", "-o", "json"]  # fmt: skip
+    result = run(args, cwd=directory, timeout=300)
     assert result.returncode in (0, 1), result.stderr[-2000:]
     reports = json.loads(result.stdout)
     return {r["check_type"]: r for r in (reports if isinstance(reports, list) else [reports]) if "check_type" in r}
@@ -206,18 +211,24 @@ def test_checkov_passes_or_skips_with_a_reason() -> None:
         failed = report["results"]["failed_checks"]
         assert failed == [], [(c["check_id"], c["file_path"], c["resource"]) for c in failed]
         for check in report["results"]["skipped_checks"]:
-            assert check.get("check_result", {}).get("suppress_comment"), (
-                f"{kind}: {check['check_id']} skipped without a reason"
-            )
+            reason = check.get("check_result", {}).get("suppress_comment")
+            assert reason, f"{kind}: {check['check_id']} skipped without a reason"
+    passed = {c["check_id"] for c in reports["terraform"]["results"]["passed_checks"]}
+    ours = {yaml.safe_load(p.read_text())["metadata"]["id"] for p in POLICIES.glob("*.yaml")}
+    assert ours == {"CKV2_IH_1", "CKV2_IH_2", "CKV2_IH_3", "CKV2_IH_4"}
+    assert ours <= passed, f"policies that evaluated nothing: {sorted(ours - passed)}"
 
 
-def test_checkov_reads_the_module(tmp_path: Path) -> None:
-    """The scan above is not empty by accident: with a known-bad resource added, checkov fails it."""
+def test_checkov_fails_a_weakened_copy(tmp_path: Path) -> None:
+    """The scan above is not green by accident: a copy with port 80 open and no delete protection fails."""
     copy = tmp_path / "terraform"
     shutil.copytree(TERRAFORM, copy)
-    (copy / "modules" / "hetzner_instance" / "bad.tf").write_text('resource "aws_s3_bucket" "b" {\n  bucket = "b"\n}\n')
-    failed = checkov(copy)["terraform"]["results"]["failed_checks"]
-    assert any(c["resource"].endswith("aws_s3_bucket.b") for c in failed), failed
+    main = copy / "modules" / "hetzner_instance" / "main.tf"
+    text = main.read_text()
+    main.write_text(text.replace('port        = "443"', 'port        = "80"').replace(
+        "delete_protection = true", "delete_protection = false"))  # fmt: skip
+    failed = {c["check_id"] for c in checkov(copy)["terraform"]["results"]["failed_checks"]}
+    assert {"CKV2_IH_1", "CKV2_IH_3"} <= failed, failed
 
 
 # -- the cloud-init user data --------------------------------------------------------------------
