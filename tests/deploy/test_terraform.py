@@ -183,6 +183,36 @@ def test_tfvars_example_sets_every_required_root_variable() -> None:
     assert {"terraform.tfvars", "*.tfstate", ".terraform/"} <= set(ignored)
 
 
+def passes_validation(condition: str, value: str) -> bool:
+    """A string variable's `can(regex(...)) [&& !strcontains(...)]` condition, with Python's re (RE2 alike here)."""
+    shape = r'\$\{can\(regex\("((?:[^"\\]|\\.)*)", var\.\w+\)\)(?: && !strcontains\(var\.\w+, "([^"]*)"\))?\}'
+    pattern = re.fullmatch(shape, condition)
+    assert pattern, f"not a regex condition: {condition}"
+    regex = pattern.group(1).encode().decode("unicode_escape")
+    return re.search(regex, value) is not None and not (pattern.group(2) and pattern.group(2) in value)
+
+
+def test_validations_refuse_placeholders_branches_and_shell_characters() -> None:
+    variables = blocks(hcl(MODULE / "variables.tf"), "variable")
+    example = {k: unquote(v) for k, v in hcl(TERRAFORM / "terraform.tfvars.example").items()}
+    cases = {
+        "inferhub_api_key": ([SAMPLE["inferhub_api_key"]],
+                             [example["inferhub_api_key"], "ih-short", "ih-" + "a b" * 20]),
+        "inferhub_secret_key": ([SAMPLE["inferhub_secret_key"]], [example["inferhub_secret_key"], "x" * 44]),
+        "inferhub_ref": (["v0.1.0", "v1.2.3-rc.1", "0123456789abcdef0123456789abcdef01234567"], ["main", "HEAD", "v1"]),
+        "inferhub_repository": ([SAMPLE["inferhub_repository"], "git@git.example.com:you/inferhub.git"],
+                                ["https://x.example/a b", "https://x.example/';reboot'", "file:///etc"]),
+        "inferhub_image": (["", "registry.example.com/inferhub:0.1.0"], ["a b", "x'y"]),
+        "domain": ([SAMPLE["domain"]], ["Inferhub.example.com", "localhost", "a b.example.com"]),
+    }  # fmt: skip
+    for name, (good, bad) in cases.items():
+        condition = variables[name]["validation"][0]["condition"]
+        for value in good:
+            assert passes_validation(condition, value), (name, value)
+        for value in bad:
+            assert not passes_validation(condition, value), (name, value)
+
+
 @pytest.mark.skipif(not shutil.which("terraform"), reason="terraform is not on the PATH (fmt only; optional)")
 def test_terraform_fmt() -> None:
     assert_ok(run(["terraform", "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)]), "terraform fmt -check")

@@ -122,8 +122,8 @@ variable "inferhub_api_key" {
   sensitive   = true
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{32,}$", var.inferhub_api_key))
-    error_message = "inferhub_api_key: at least 32 characters of A-Z a-z 0-9 _ -."
+    condition     = can(regex("^[A-Za-z0-9_-]{32,}$", var.inferhub_api_key)) && !strcontains(var.inferhub_api_key, "CHANGE-ME")
+    error_message = "inferhub_api_key: at least 32 characters of A-Z a-z 0-9 _ -, and not the placeholder of terraform.tfvars.example."
   }
 }
 
@@ -133,7 +133,7 @@ variable "inferhub_secret_key" {
   sensitive   = true
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{43}=$", var.inferhub_secret_key))
+    condition     = can(regex("^[A-Za-z0-9_-]{43}=$", var.inferhub_secret_key)) && !strcontains(var.inferhub_secret_key, "CHANGE-ME")
     error_message = "inferhub_secret_key: a Fernet key (44 characters of urlsafe base64), as printed by `inferhub secrets generate`."
   }
 }
