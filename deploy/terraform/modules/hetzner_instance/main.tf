@@ -86,6 +86,9 @@ resource "hcloud_volume" "data" {
   lifecycle {
     # `terraform destroy` stops here: see docs/deploy/terraform.md to destroy the rest and keep it.
     prevent_destroy = true
+    # Only used at creation, and not reported by the API: an imported volume would otherwise be
+    # planned for replacement.
+    ignore_changes = [format]
   }
 }
 
