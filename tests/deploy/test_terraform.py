@@ -365,6 +365,9 @@ def test_user_data_runs_the_vps_stack_with_the_keys(user_data: Path) -> None:
     assert "WorkingDirectory=/opt/inferhub/src/deploy/vps" in unit
     assert "-f docker-compose.yml -f /etc/inferhub/docker-compose.cloud-init.yml up -d" in unit
     assert f"RequiresMountsFor={SAMPLE['data_dir']}" in unit
+    # Docker restarts containers by itself at boot: not before the data disk is there either.
+    docker = files["/etc/systemd/system/docker.service.d/inferhub-data.conf"]["content"]
+    assert docker == f"[Unit]\nRequiresMountsFor={SAMPLE['data_dir']}\n"
     script = files["/usr/local/sbin/inferhub-provision"]["content"]
     assert 'checkout --quiet --detach "$REF"' in script
     assert "systemctl enable --now docker.service inferhub-metadata-block.service inferhub.service" in script
@@ -431,3 +434,31 @@ def test_the_documented_sed_renders_like_templatefile(tmp_path: Path) -> None:
     assert_ok(run([bash, "-c", command], cwd=REPO, env={"PATH": "/usr/bin:/bin", **keys}), "the documented sed")
     values = {**SAMPLE, "ssh_allowed_cidrs": "203.0.113.7/32", "data_device": "/dev/disk/by-id/YOUR-DATA-DISK"}
     assert (tmp_path / "user-data.yaml").read_text() == render(TEMPLATE.read_text(), values)
+
+
+def test_user_data_systemd_units_verify(user_data: Path, tmp_path: Path) -> None:
+    analyze = require(which("systemd-analyze"), "systemd-analyze (Debian package systemd)")
+    # An image root as on the machine: the distribution's units, a stand-in for Ubuntu's docker.service
+    # and the commands the units run (verify checks that they exist and are executable).
+    root = tmp_path / "root"
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    (root / "usr/lib/systemd/system/docker.service").write_text(
+        "[Unit]\nDescription=Docker\n[Service]\nExecStart=/usr/bin/dockerd\n[Install]\nWantedBy=multi-user.target\n"
+    )
+    for command in ("usr/bin/docker", "usr/bin/dockerd", "bin/sh"):
+        stub = root / command
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
+    units = {path: entry for path, entry in write_files(user_data).items() if path.startswith("/etc/systemd/")}
+    assert len(units) == 3, sorted(units)
+    for path, entry in units.items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(entry["content"])
+    (root / "opt/inferhub/src/deploy/vps").mkdir(parents=True)
+    for unit in ("inferhub.service", "inferhub-metadata-block.service", "docker.service"):
+        result = run([analyze, "verify", f"--root={root}", unit])
+        assert_ok(result, f"systemd-analyze verify {unit}")
+        # verify exits 0 on unknown keys and bad values ("..., ignoring"): any message is a failure.
+        assert result.stderr.strip() == "" and result.stdout.strip() == "", result.stderr + result.stdout
