@@ -139,7 +139,9 @@ ensure_cloud_init() {
     fi
     rm -rf "$tmp"
   fi
-  if [ -d "$dir/usr/lib/python3/dist-packages/cloudinit" ] && ! [ -x "$wrapper" ]; then
+  # The wrapper only where the venv with cloud-init's libraries exists (else the tests skip).
+  if [ -d "$dir/usr/lib/python3/dist-packages/cloudinit" ] && [ -x "$TOOLS/terraform/bin/python" ] \
+    && ! [ -x "$wrapper" ]; then
     mkdir -p "$TOOLS/bin"
     printf '#!/bin/sh\nPYTHONPATH="%s" exec "%s" -m cloudinit.cmd.main "$@"\n' \
       "$dir/usr/lib/python3/dist-packages" "$TOOLS/terraform/bin/python" >"$wrapper"
