@@ -178,6 +178,13 @@ def test_openapi_docs_are_served(inferhub) -> None:
     assert "/v1/chat/completions" in spec["paths"]
     schema = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "messages" in schema["properties"]
+    # The document says what validation checks: tool messages and calls, tools (schemathesis fuzzes from it).
+    message = schema["properties"]["messages"]["items"]
+    assert {"tool_call_id", "tool_calls", "name"} <= set(message["properties"]), message
+    assert message["required"] == ["role"]  # an assistant message that calls tools has no content
+    assert {"tools", "tool_choice"} <= set(schema["properties"])
+    ollama = spec["paths"]["/api/chat"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "tool_name" in ollama["properties"]["messages"]["items"]["properties"]
 
 
 def test_an_unhandled_error_is_an_openai_style_500_with_the_request_id() -> None:

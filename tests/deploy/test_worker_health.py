@@ -178,3 +178,17 @@ def test_ready_fails_when_the_database_goes(api: InferhubProcess, worker: Worker
     body = wait_for(not_ready, "readiness to fail")
     assert body["status"] == "not_ready"
     assert any(problem.startswith("database") for problem in body["problems"]), body
+
+    # The API's readiness names the reason for anyone, the database's own error (hosts, ports) only for an admin.
+    def api_not_ready(headers: dict[str, str]) -> dict | None:
+        reply = httpx.get(f"{api.url}/health/ready", headers=headers, timeout=30)
+        return reply.json() if reply.status_code == 503 else None
+
+    anonymous = wait_for(lambda: api_not_ready({}), "the API's readiness to fail")
+    assert [p for p in anonymous["problems"] if p.startswith("database")] in (
+        ["database: unhealthy"],
+        ["database: unreachable"],
+    ), anonymous
+    admin = wait_for(lambda: api_not_ready(api.headers), "the API's readiness to fail, as an admin")
+    detail = next(p for p in admin["problems"] if p.startswith("database"))
+    assert detail not in ("database: unhealthy", "database: unreachable"), admin

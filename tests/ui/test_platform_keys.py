@@ -147,6 +147,13 @@ def test_the_playground_answers_from_a_collection_without_tenant(
     )
     assert other.status_code == 404 and other.json()["error"]["message"]
 
+    # The playground parses its body as the API does: not an object, or a NUL byte, is a 400, never a 500.
+    for bad in (b"[1, 2]", b'"text"', orjson.dumps(body | {"messages": [{"role": "user", "content": "a\u0000b"}]})):
+        headers = {"X-CSRF-Token": _csrf(browser), "Content-Type": "application/json"}
+        refused = browser.post("/ui/playground/chat", content=bad, headers=headers)
+        assert refused.status_code == 400, (bad, refused.status_code, refused.text[:200])
+        assert refused.json()["error"]["code"] in ("invalid_json", "invalid_value"), refused.text
+
 
 def test_the_playground_in_a_browser_offers_and_cites_the_platform_collection(server: InferhubProcess) -> None:
     """Debian's Chromium (scripts/ensure-ui-tools.sh): the collection select and the cited answer, by ui.js."""

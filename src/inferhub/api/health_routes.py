@@ -112,19 +112,23 @@ async def live():
 
 @router.get("/health/ready")
 async def ready(request: Request):
-    """Ready for traffic: the database answers at the latest migration and a backend is in rotation."""
+    """Ready for traffic: the database answers at the latest migration and a backend is in rotation.
+
+    The reasons it is not are named for anyone (probes log them); the database's own error text, which may
+    name hosts, only for a platform admin."""
     context = context_of(request)
+    details = _shows_details(request)
     problems = ["stopping: draining before shutdown"] if context.stopping else []
     check = context.health_checks.get("database")
     if check is not None:
         try:
             state = await asyncio.wait_for(check(), PROBE_TIMEOUT)
             if state.get("status") != "healthy":
-                problems.append("database: " + state.get("error", "unhealthy"))
+                problems.append("database: " + (state.get("error", "unhealthy") if details else "unhealthy"))
             elif state.get("migrations") not in (None, "current"):
                 problems.append(f"database: migrations {state['migrations']}")
         except Exception as exc:
-            problems.append(f"database: {exc or type(exc).__name__}")
+            problems.append(f"database: {exc or type(exc).__name__}" if details else "database: unreachable")
     registry = context.registry
     if not any(registry.usable(b) for b in registry.backends):
         problems.append("no backend is in rotation")

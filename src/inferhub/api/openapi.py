@@ -4,13 +4,75 @@ from __future__ import annotations
 
 from typing import Any
 
+_TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string", "enum": ["function"]},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {"name": {"type": "string"}, "arguments": {"type": "string", "description": "JSON text"}},
+        },
+    },
+}
 _MESSAGE = {
     "type": "object",
-    "required": ["role", "content"],
+    "required": ["role"],
+    "description": "content is required, except in an assistant message that calls tools; a tool message needs "
+    "tool_call_id (api/chat_checks.py checks what the engines check)",
     "properties": {
-        "role": {"type": "string", "enum": ["system", "user", "assistant", "tool", "developer"]},
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]},
         "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "name": {"type": "string"},
+        "tool_call_id": {"type": "string"},
+        "tool_calls": {"type": "array", "items": _TOOL_CALL},
         "reasoning_content": {"type": "string"},
+    },
+}
+_TOOLS = {
+    "tools": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["type", "function"],
+            "properties": {
+                "type": {"type": "string", "enum": ["function"]},
+                "function": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "description": {"type": "string"},
+                        "parameters": {"type": "object"},
+                    },
+                },
+            },
+        },
+    },
+    "tool_choice": {"anyOf": [{"type": "string", "enum": ["none", "auto", "required"]}, {"type": "object"}]},
+}
+_OLLAMA_MESSAGE = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "user", "assistant", "tool"]},
+        "content": {"type": "string"},
+        "images": {"type": "array", "items": {"type": "string", "description": "base64"}},
+        "tool_calls": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "function": {
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}, "arguments": {"type": "object"}},
+                    }
+                },
+            },
+        },
+        "tool_name": {"type": "string", "description": "the tool whose result this message carries"},
     },
 }
 _SAMPLING = {
@@ -30,6 +92,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             "model": {"type": "string", "example": "smollm2"},
             "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
             **_SAMPLING,
+            **_TOOLS,
         },
     },
     "CompletionRequest": {
@@ -50,8 +113,9 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["model", "messages"],
         "properties": {
             "model": {"type": "string"},
-            "messages": {"type": "array", "items": _MESSAGE},
+            "messages": {"type": "array", "minItems": 1, "items": _OLLAMA_MESSAGE},
             "stream": {"type": "boolean", "default": True},
+            "tools": _TOOLS["tools"],
             "options": {"type": "object"},
             "format": {"anyOf": [{"type": "string"}, {"type": "object"}]},
         },

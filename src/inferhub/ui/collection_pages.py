@@ -18,6 +18,7 @@ from inferhub.api import inference
 from inferhub.api.context import AppContext
 from inferhub.api.principal import Principal
 from inferhub.api.streaming import SSE_HEADERS, openai_sse
+from inferhub.api.validation import parse_json_object
 from inferhub.errors import APIError, NotFound
 from inferhub.ui.pages import (
     PLAYGROUND_KEY,
@@ -213,10 +214,7 @@ async def playground_chat(request: Request):
     principal = principal_of(request)
     context = context_for(request)
     check_csrf(request, request.headers.get("x-csrf-token", ""))
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        raise APIError("the body must be JSON", code="invalid_json") from None
+    body = parse_json_object(await request.body())  # a JSON object, no NUL byte (the API's own parser)
     # A tenant admin is pinned to their tenant; a platform admin may pick none (metered on the platform's key).
     tenant_id = principal.scope_tenant(lenient_int(body.get("tenant_id")))
     if tenant_id is not None:
