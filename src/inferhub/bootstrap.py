@@ -93,27 +93,49 @@ def _cli_command() -> str:
         return str(command)
 
 
-def startup_banner(settings: Settings, host: str, port: int) -> str:
-    """Where everything listens and how to run the CLI, in plain words."""
+def _listening(settings: Settings, host: str, port: int) -> dict[str, str]:
     base = _base_url(host, port)
     home = settings.home.resolve()
+    where = {
+        "api_openai": f"{base}/v1",
+        "api_ollama": base,
+        "dashboard": f"{base}/ui",
+        "api_docs": f"{base}/docs",
+        "cli": f"{_cli_command()} --help",
+    }
+    if not settings.database_url:
+        where["cli_home"] = f"INFERHUB_HOME={home} or --home {home}"
+    return where
+
+
+def startup_banner(settings: Settings, host: str, port: int) -> str:
+    """Where everything listens and how to run the CLI, in plain words."""
+    where = _listening(settings, host, port)
+    openai_url, ollama_url = where["api_openai"], where["api_ollama"]
     everywhere = " (all interfaces)" if host in ("0.0.0.0", "::", "") else ""
     lines = [
         "",
         f"  Inferhub is listening on {host}:{port}{everywhere}:",
-        f'      API (OpenAI)   {base}/v1     e.g. OpenAI(base_url="{base}/v1", api_key=KEY)',
-        f'      API (Ollama)   {base}        e.g. ollama.Client(host="{base}", headers=...)',
-        f"      Dashboard      {base}/ui",
-        f"      API docs       {base}/docs",
-        f"  CLI: {_cli_command()} --help   (not on PATH; in the clone `make cli ARGS='keys list'` runs it too)",
+        f'      API (OpenAI)   {openai_url}     e.g. OpenAI(base_url="{openai_url}", api_key=KEY)',
+        f'      API (Ollama)   {ollama_url}        e.g. ollama.Client(host="{ollama_url}", headers=...)',
+        f"      Dashboard      {where['dashboard']}",
+        f"      API docs       {where['api_docs']}",
+        f"  CLI: {where['cli']}   (not on PATH; in the clone `make cli ARGS='keys list'` runs it too)",
     ]
-    if not settings.database_url:
-        lines.append(f"       It works on the database under {home}: from another directory give it")
-        lines.append(f"       INFERHUB_HOME={home} or --home {home}.")
+    if "cli_home" in where:
+        lines.append(f"       It works on the database under {settings.home.resolve()}: from another directory give it")
+        lines.append(f"       {where['cli_home']}.")
     return "\n".join(lines) + "\n"
 
 
 def print_startup_banner(settings: Settings, host: str, port: int) -> None:
+    """In plain words on a terminal (``make run``); as one JSON log line otherwise, so a log collector
+    reading a service's output (systemd, Compose, Kubernetes) still gets nothing but JSON lines."""
     if settings.worker_child:  # the supervisor of --workers N prints it once
         return
-    print(startup_banner(settings, host, port), flush=True)
+    if sys.stdout.isatty():
+        print(startup_banner(settings, host, port), flush=True)
+        return
+    import structlog
+
+    structlog.get_logger("inferhub").info("listening", host=host, port=port, **_listening(settings, host, port))

@@ -48,6 +48,9 @@ def run_cli(
     return result
 
 
+TEST_ADMIN_PASSWORD = "ih-test-admin-password"  # the dashboard's admin, unless a test sets its own
+
+
 class InferhubProcess:
     """One ``inferhub serve`` child with its own INFERHUB_HOME and port."""
 
@@ -64,8 +67,9 @@ class InferhubProcess:
             (home / "inferhub.yaml").write_text(yaml.safe_dump(config))
         extra = {"INFERHUB_HOST": "127.0.0.1", "INFERHUB_PORT": str(self.port),
                  "INFERHUB_LOCAL_MODELS": "true" if local_models else "false"}  # fmt: skip
-        if api_key:
+        if api_key:  # the harness chooses the credentials; api_key="" starts as a new user would, printing both
             extra["INFERHUB_API_KEY"] = api_key
+            extra["INFERHUB_BOOTSTRAP_ADMIN_PASSWORD"] = TEST_ADMIN_PASSWORD
         extra.update(env or {})
         self.env = base_env(home, **extra)
         self.log_path = home / "serve.log"

@@ -19,6 +19,30 @@ from typing import Any
 _CHAT_FIELDS = ("functions", "function_call", "tools", "tool_choice")
 
 
+_GGML_LOG_ERROR = 3
+_log_callback: Any = None  # held here: llama.cpp keeps only a pointer to it
+
+
+def _route_llama_log(llama_cpp: Any) -> None:
+    """llama.cpp logs from C through a callback that llama-cpp-python prints to stderr as plain text (a
+    vocabulary-only load warns about its context, harmlessly). In this process its errors go to the JSON log
+    instead and the rest is dropped, so the server's output stays JSON lines."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import structlog
+
+    log = structlog.get_logger("inferhub.llama_cpp")
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: Any) -> None:
+        if level == _GGML_LOG_ERROR:
+            log.warning("llama_cpp_error", message=text.decode("utf-8", "replace").strip())
+
+    _log_callback = forward
+    llama_cpp.llama_log_set(forward, None)
+
+
 class _PromptCaptured(Exception):
     def __init__(self, tokens: list[int]) -> None:
         self.tokens = tokens
@@ -67,6 +91,7 @@ class ChatPromptCounter:
         """The model's vocabulary and chat template, loaded once (a few MB; no weights, no context)."""
         import llama_cpp
 
+        _route_llama_log(llama_cpp)
         self._llama = llama_cpp.Llama(model_path=str(self.model_path), vocab_only=True, verbose=False)
         return self._llama
 
