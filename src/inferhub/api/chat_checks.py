@@ -30,14 +30,15 @@ _TOOL_CHOICES = ("none", "auto", "required")
 _RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
 
-def _type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """How an error message names a JSON value's type."""
     return {
         dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
         bool: "a boolean", type(None): "null",
     }.get(type(value), type(value).__name__)  # fmt: skip
 
 
-def _invalid(param: str, message: str) -> InvalidRequest:
+def invalid(param: str, message: str) -> InvalidRequest:
     return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
 
 
@@ -47,24 +48,24 @@ def _missing(param: str) -> InvalidRequest:
 
 def _string(value: Any, param: str, *, non_empty: bool = False) -> str:
     if not isinstance(value, str):
-        raise _invalid(param, f"expected a string, got {_type(value)}")
+        raise invalid(param, f"expected a string, got {json_type(value)}")
     if non_empty and not value:
-        raise _invalid(param, "must not be empty")
+        raise invalid(param, "must not be empty")
     return value
 
 
 def _object(value: Any, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _invalid(param, f"expected an object, got {_type(value)}")
+        raise invalid(param, f"expected an object, got {json_type(value)}")
     return value
 
 
 def _number(value: Any, param: str, low: float, high: float, *, integer: bool = False) -> None:
     kinds = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise _invalid(param, f"expected {'an integer' if integer else 'a number'}, got {_type(value)}")
+        raise invalid(param, f"expected {'an integer' if integer else 'a number'}, got {json_type(value)}")
     if not low <= value <= high:
-        raise _invalid(param, f"must be between {low:g} and {high:g}, got {value}")
+        raise invalid(param, f"must be between {low:g} and {high:g}, got {value}")
 
 
 # -- OpenAI -------------------------------------------------------------------------------------
@@ -74,10 +75,10 @@ def check_openai_messages(messages: list[Any]) -> None:
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise _invalid(where, f"expected an object, got {_type(message)}")
+            raise invalid(where, f"expected an object, got {json_type(message)}")
         role = message.get("role")
         if role not in OPENAI_ROLES:
-            raise _invalid(f"{where}.role", f"expected one of {', '.join(OPENAI_ROLES)}, got {role!r}")
+            raise invalid(f"{where}.role", f"expected one of {', '.join(OPENAI_ROLES)}, got {role!r}")
         if message.get("name") is not None:
             _string(message["name"], f"{where}.name", non_empty=True)
         has_calls = _check_assistant_calls(message, where) if role == "assistant" else False
@@ -108,16 +109,16 @@ def _check_content(content: Any, role: str, where: str) -> None:
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise _invalid(where, f"expected a string or an array of content parts, got {_type(content)}")
+        raise invalid(where, f"expected a string or an array of content parts, got {json_type(content)}")
     if not content:
-        raise _invalid(where, "an array of content parts must not be empty")
+        raise invalid(where, "an array of content parts must not be empty")
     allowed = _PART_TYPES[role]
     for index, part in enumerate(content):
         at = f"{where}[{index}]"
         _object(part, at)
         kind = part.get("type")
         if kind not in allowed:
-            raise _invalid(f"{at}.type", f"a {role} message's content parts are {', '.join(allowed)}; got {kind!r}")
+            raise invalid(f"{at}.type", f"a {role} message's content parts are {', '.join(allowed)}; got {kind!r}")
         if kind == "text":
             _string(part.get("text"), f"{at}.text")
         elif kind == "refusal":
@@ -126,16 +127,16 @@ def _check_content(content: Any, role: str, where: str) -> None:
             image = _object(part.get("image_url"), f"{at}.image_url")
             _string(image.get("url"), f"{at}.image_url.url", non_empty=True)
             if image.get("detail") is not None and image["detail"] not in ("auto", "low", "high"):
-                raise _invalid(f"{at}.image_url.detail", f"expected auto, low or high, got {image['detail']!r}")
+                raise invalid(f"{at}.image_url.detail", f"expected auto, low or high, got {image['detail']!r}")
         elif kind == "input_audio":
             audio = _object(part.get("input_audio"), f"{at}.input_audio")
             _string(audio.get("data"), f"{at}.input_audio.data", non_empty=True)
             if audio.get("format") not in ("wav", "mp3"):
-                raise _invalid(f"{at}.input_audio.format", f"expected wav or mp3, got {audio.get('format')!r}")
+                raise invalid(f"{at}.input_audio.format", f"expected wav or mp3, got {audio.get('format')!r}")
         elif kind == "file":
             file = _object(part.get("file"), f"{at}.file")
             if not any(isinstance(file.get(k), str) and file[k] for k in ("file_id", "file_data")):
-                raise _invalid(f"{at}.file", "expected a file_id or file_data string")
+                raise invalid(f"{at}.file", "expected a file_id or file_data string")
 
 
 def _check_assistant_calls(message: dict[str, Any], where: str) -> bool:
@@ -143,13 +144,13 @@ def _check_assistant_calls(message: dict[str, Any], where: str) -> bool:
     if calls is None:
         return False
     if not isinstance(calls, list):
-        raise _invalid(f"{where}.tool_calls", f"expected an array, got {_type(calls)}")
+        raise invalid(f"{where}.tool_calls", f"expected an array, got {json_type(calls)}")
     for index, call in enumerate(calls):
         at = f"{where}.tool_calls[{index}]"
         _object(call, at)
         _string(call.get("id"), f"{at}.id", non_empty=True)
         if call.get("type", "function") != "function":
-            raise _invalid(f"{at}.type", f"expected 'function', got {call.get('type')!r}")
+            raise invalid(f"{at}.type", f"expected 'function', got {call.get('type')!r}")
         function = _object(call.get("function"), f"{at}.function")
         _string(function.get("name"), f"{at}.function.name", non_empty=True)
         _string(function.get("arguments"), f"{at}.function.arguments")
@@ -162,16 +163,16 @@ def check_tools(body: dict[str, Any]) -> None:
     names: set[str] = set()
     if tools is not None:
         if not isinstance(tools, list):
-            raise _invalid("tools", f"expected an array, got {_type(tools)}")
+            raise invalid("tools", f"expected an array, got {json_type(tools)}")
         for index, tool in enumerate(tools):
             at = f"tools[{index}]"
             _object(tool, at)
             if tool.get("type", "function") != "function":
-                raise _invalid(f"{at}.type", f"expected 'function', got {tool.get('type')!r}")
+                raise invalid(f"{at}.type", f"expected 'function', got {tool.get('type')!r}")
             function = _object(tool.get("function"), f"{at}.function")
             name = _string(function.get("name"), f"{at}.function.name", non_empty=True)
             if not _TOOL_NAME.match(name):
-                raise _invalid(f"{at}.function.name", "up to 64 letters, digits, '_', '-' or '.'")
+                raise invalid(f"{at}.function.name", "up to 64 letters, digits, '_', '-' or '.'")
             names.add(name)
             if function.get("description") is not None:
                 _string(function["description"], f"{at}.function.description")
@@ -182,13 +183,13 @@ def check_tools(body: dict[str, Any]) -> None:
         return
     if isinstance(choice, str):
         if choice not in _TOOL_CHOICES:
-            raise _invalid("tool_choice", f"expected one of {', '.join(_TOOL_CHOICES)} or an object, got {choice!r}")
+            raise invalid("tool_choice", f"expected one of {', '.join(_TOOL_CHOICES)} or an object, got {choice!r}")
         return
     _object(choice, "tool_choice")
     function = _object(choice.get("function"), "tool_choice.function")
     name = _string(function.get("name"), "tool_choice.function.name", non_empty=True)
     if name not in names:
-        raise _invalid("tool_choice.function.name", f"no tool named {name!r} in tools")
+        raise invalid("tool_choice.function.name", f"no tool named {name!r} in tools")
 
 
 def check_openai_options(body: dict[str, Any]) -> None:
@@ -205,7 +206,7 @@ def check_openai_options(body: dict[str, Any]) -> None:
     for name in ("logprobs", "parallel_tool_calls", "echo"):
         value = body.get(name)
         if value is not None and not isinstance(value, bool) and not (name == "logprobs" and isinstance(value, int)):
-            raise _invalid(name, f"expected a boolean, got {_type(value)}")
+            raise invalid(name, f"expected a boolean, got {json_type(value)}")
     if body.get("user") is not None:
         _string(body["user"], "user")
     _check_stop(body.get("stop"))
@@ -217,9 +218,9 @@ def _check_stop(stop: Any) -> None:
     if stop is None or isinstance(stop, str):
         return
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise _invalid("stop", "expected a string or an array of strings")
+        raise invalid("stop", "expected a string or an array of strings")
     if len(stop) > 16:
-        raise _invalid("stop", f"at most 16 stop sequences, got {len(stop)}")
+        raise invalid("stop", f"at most 16 stop sequences, got {len(stop)}")
 
 
 def _check_logit_bias(bias: Any) -> None:
@@ -234,7 +235,7 @@ def _check_response_format(response_format: Any) -> None:
         return
     kind = _object(response_format, "response_format").get("type")
     if kind not in _RESPONSE_FORMATS:
-        raise _invalid("response_format.type", f"expected one of {', '.join(_RESPONSE_FORMATS)}, got {kind!r}")
+        raise invalid("response_format.type", f"expected one of {', '.join(_RESPONSE_FORMATS)}, got {kind!r}")
     if kind == "json_schema":
         schema = _object(response_format.get("json_schema"), "response_format.json_schema")
         if schema.get("schema") is not None:
@@ -248,12 +249,12 @@ def check_ollama_messages(messages: list[Any]) -> None:
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict) or not isinstance(message.get("content", ""), str):
-            raise _invalid(where, "expected an object with a string 'content'")
+            raise invalid(where, "expected an object with a string 'content'")
         if message.get("role") not in OLLAMA_ROLES:
-            raise _invalid(f"{where}.role", f"expected one of {', '.join(OLLAMA_ROLES)}, got {message.get('role')!r}")
+            raise invalid(f"{where}.role", f"expected one of {', '.join(OLLAMA_ROLES)}, got {message.get('role')!r}")
         images = message.get("images")
         if images is not None and (not isinstance(images, list) or not all(isinstance(i, str) and i for i in images)):
-            raise _invalid(f"{where}.images", "expected an array of base64-encoded images")
+            raise invalid(f"{where}.images", "expected an array of base64-encoded images")
         for text_field in ("thinking", "tool_name", "tool_call_id"):
             if message.get(text_field) is not None:
                 _string(message[text_field], f"{where}.{text_field}")
@@ -261,7 +262,7 @@ def check_ollama_messages(messages: list[Any]) -> None:
         if calls is None:
             continue
         if not isinstance(calls, list):
-            raise _invalid(f"{where}.tool_calls", f"expected an array, got {_type(calls)}")
+            raise invalid(f"{where}.tool_calls", f"expected an array, got {json_type(calls)}")
         for number, call in enumerate(calls):
             at = f"{where}.tool_calls[{number}]"
             function = _object(_object(call, at).get("function"), f"{at}.function")
@@ -279,17 +280,17 @@ def check_ollama_options(options: dict[str, Any]) -> None:
     for name in _OLLAMA_INTEGER_OPTIONS:
         value = options.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise _invalid(f"options.{name}", f"expected an integer, got {_type(value)}")
+            raise invalid(f"options.{name}", f"expected an integer, got {json_type(value)}")
     for name in _OLLAMA_NUMBER_OPTIONS:
         value = options.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise _invalid(f"options.{name}", f"expected a number, got {_type(value)}")
+            raise invalid(f"options.{name}", f"expected a number, got {json_type(value)}")
     stop = options.get("stop")
     if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)):
-        raise _invalid("options.stop", "expected an array of strings")
+        raise invalid("options.stop", "expected an array of strings")
 
 
 def check_ollama_format(body: dict[str, Any]) -> None:
     fmt = body.get("format")
     if fmt is not None and fmt not in ("", "json") and not isinstance(fmt, dict):
-        raise _invalid("format", f'expected "json" or a JSON schema object, got {fmt!r}'[:200])
+        raise invalid("format", f'expected "json" or a JSON schema object, got {fmt!r}'[:200])

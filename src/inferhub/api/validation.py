@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from inferhub.api import chat_checks
+from inferhub.api.chat_checks import invalid, json_type
 from inferhub.api.nul_bytes import NUL_MESSAGE, nul_path
 from inferhub.errors import InvalidRequest, ModelNotFound
 
@@ -28,7 +29,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
             code="invalid_json",
         ) from None
     if not isinstance(data, dict):
-        raise InvalidRequest(f"the request body must be a JSON object, not {_json_type(data)}", code="invalid_json")
+        raise InvalidRequest(f"the request body must be a JSON object, not {json_type(data)}", code="invalid_json")
     if b"\\u0000" in raw:  # cheap test first: JSON can only carry a NUL byte escaped
         refuse_nul(data)
     return data
@@ -38,18 +39,7 @@ def refuse_nul(data: Any) -> None:
     """A 400 naming the field if a string or key holds a NUL byte, which PostgreSQL cannot store."""
     where = nul_path(data)
     if where is not None:
-        raise _invalid(where, NUL_MESSAGE)
-
-
-def _json_type(value: Any) -> str:
-    return {
-        dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-        bool: "a boolean", type(None): "null",
-    }.get(type(value), type(value).__name__)  # fmt: skip
-
-
-def _invalid(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
+        raise invalid(where, NUL_MESSAGE)
 
 
 def require_model(body: dict[str, Any]) -> str:
@@ -57,7 +47,7 @@ def require_model(body: dict[str, Any]) -> str:
     if model is None:
         raise InvalidRequest("model: this field is required", param="model", code="missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
-        raise _invalid("model", f"expected a non-empty string, got {_json_type(model)}")
+        raise invalid("model", f"expected a non-empty string, got {json_type(model)}")
     if len(model) > MODEL_NAME_LENGTH or "\x00" in model:
         # No model has such a name, and the usage record could not store it.
         raise ModelNotFound(f"The model {model[:MODEL_NAME_LENGTH]!r} does not exist", param="model")
@@ -67,7 +57,7 @@ def require_model(body: dict[str, Any]) -> str:
 def optional_bool(body: dict[str, Any], name: str) -> bool | None:
     value = body.get(name)
     if value is not None and not isinstance(value, bool):
-        raise _invalid(name, f"expected a boolean, got {_json_type(value)}")
+        raise invalid(name, f"expected a boolean, got {json_type(value)}")
     return value
 
 
@@ -76,9 +66,9 @@ def optional_positive_int(body: dict[str, Any], name: str) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(name, f"expected an integer, got {_json_type(value)}")
+        raise invalid(name, f"expected an integer, got {json_type(value)}")
     if value < 1:
-        raise _invalid(name, f"must be at least 1, got {value}")
+        raise invalid(name, f"must be at least 1, got {value}")
 
 
 def optional_number(body: dict[str, Any], name: str, low: float, high: float, *, param: str | None = None) -> None:
@@ -86,9 +76,9 @@ def optional_number(body: dict[str, Any], name: str, low: float, high: float, *,
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(param or name, f"expected a number, got {_json_type(value)}")
+        raise invalid(param or name, f"expected a number, got {json_type(value)}")
     if not low <= value <= high:
-        raise _invalid(param or name, f"must be between {low:g} and {high:g}, got {value}")
+        raise invalid(param or name, f"must be between {low:g} and {high:g}, got {value}")
 
 
 def _check_sampling(body: dict[str, Any]) -> None:
@@ -99,7 +89,7 @@ def _check_sampling(body: dict[str, Any]) -> None:
     optional_number(body, "top_p", 0, 1)
     stream_options = body.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
-        raise _invalid("stream_options", f"expected an object, got {_json_type(stream_options)}")
+        raise invalid("stream_options", f"expected an object, got {json_type(stream_options)}")
 
 
 def check_chat(body: dict[str, Any]) -> None:
@@ -108,9 +98,9 @@ def check_chat(body: dict[str, Any]) -> None:
     if messages is None:
         raise InvalidRequest("messages: this field is required", param="messages", code="missing_required_parameter")
     if not isinstance(messages, list):
-        raise _invalid("messages", f"expected an array of messages, got {_json_type(messages)}")
+        raise invalid("messages", f"expected an array of messages, got {json_type(messages)}")
     if not messages:
-        raise _invalid("messages", "must contain at least one message")
+        raise invalid("messages", "must contain at least one message")
     chat_checks.check_openai_messages(messages)
     chat_checks.check_tools(body)
     _check_sampling(body)
@@ -125,7 +115,7 @@ def check_completion(body: dict[str, Any]) -> None:
     if not isinstance(prompt, str) and not (
         isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt)
     ):
-        raise _invalid("prompt", "expected a string or a non-empty array of strings")
+        raise invalid("prompt", "expected a string or a non-empty array of strings")
     _check_sampling(body)
     chat_checks.check_openai_options(body)
 
@@ -137,13 +127,13 @@ def check_embeddings(body: dict[str, Any]) -> list[str]:
         raise InvalidRequest("input: this field is required", param="input", code="missing_required_parameter")
     inputs = [value] if isinstance(value, str) else value
     if not isinstance(inputs, list) or not all(isinstance(item, str) for item in inputs):
-        raise _invalid("input", "expected a string or an array of strings")
+        raise invalid("input", "expected a string or an array of strings")
     if not inputs:
-        raise _invalid("input", "must contain at least one string")
+        raise invalid("input", "must contain at least one string")
     if any(not item for item in inputs):
-        raise _invalid("input", "strings must not be empty")
+        raise invalid("input", "strings must not be empty")
     if len(inputs) > 2048:
-        raise _invalid("input", f"at most 2048 inputs per request, got {len(inputs)}")
+        raise invalid("input", f"at most 2048 inputs per request, got {len(inputs)}")
     return inputs
 
 
@@ -151,7 +141,7 @@ def check_ollama_chat(body: dict[str, Any]) -> None:
     require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _invalid("messages", "expected a non-empty array of messages")
+        raise invalid("messages", "expected a non-empty array of messages")
     chat_checks.check_ollama_messages(messages)
     chat_checks.check_tools(body)
     _check_ollama_common(body)
@@ -161,7 +151,7 @@ def check_ollama_generate(body: dict[str, Any]) -> None:
     require_model(body)
     prompt = body.get("prompt", "")
     if not isinstance(prompt, str):
-        raise _invalid("prompt", f"expected a string, got {_json_type(prompt)}")
+        raise invalid("prompt", f"expected a string, got {json_type(prompt)}")
     _check_ollama_common(body)
 
 
@@ -169,11 +159,11 @@ def _check_ollama_common(body: dict[str, Any]) -> None:
     optional_bool(body, "stream")
     options = body.get("options")
     if options is not None and not isinstance(options, dict):
-        raise _invalid("options", f"expected an object, got {_json_type(options)}")
+        raise invalid("options", f"expected an object, got {json_type(options)}")
     if options:
         optional_number(options, "temperature", 0, 2, param="options.temperature")
         num_predict = options.get("num_predict")
         if num_predict is not None and (isinstance(num_predict, bool) or not isinstance(num_predict, int)):
-            raise _invalid("options.num_predict", f"expected an integer, got {_json_type(num_predict)}")
+            raise invalid("options.num_predict", f"expected an integer, got {json_type(num_predict)}")
         chat_checks.check_ollama_options(options)
     chat_checks.check_ollama_format(body)
