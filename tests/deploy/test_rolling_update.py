@@ -153,6 +153,12 @@ class Nginx:
         path = self.prefix / "access.log"
         return [line.split("|", 4) for line in path.read_text().splitlines()] if path.exists() else []
 
+    def errors(self) -> list[str]:
+        """nginx's error log lines of warning level and above (upstream resets, no live upstreams)."""
+        path = self.prefix / "error.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [line for line in lines if any(f"[{level}]" in line for level in ("warn", "error", "crit"))]
+
     def served_by(self, port: int, load: str | None = None) -> int:
         """Requests nginx answered 200 with a response from the replica on ``port`` (of one load kind)."""
         address = f"127.0.0.1:{port}"
@@ -317,7 +323,11 @@ def test_rolling_restart_behind_nginx_fails_no_request(cluster, gate: GatedUpstr
         ok_after_restarts = dict(load.ok)
         wait_until(lambda: all(load.ok[k] > ok_after_restarts[k] for k in load.ok), "load after the restarts", 30)
     assert load.ok["plain"] > 50 and load.ok["stream"] > 20, f"too little load to mean anything: {load.ok}"
-    assert not load.failures, f"{len(load.failures)} of {load.count()} requests failed: {load.failures[:5]}"
+    assert not load.failures, (
+        f"{len(load.failures)} of {load.count()} requests failed: {load.failures[:5]}\n"
+        f"nginx's log of them: {[entry for entry in nginx.access_log() if entry[0] != '200'][:10]}\n"
+        f"nginx's errors: {nginx.errors()[-20:]}"
+    )
     # Both replicas served both kinds of request (nginx logs the upstream that answered).
     for name, process in replicas.items():
         for kind in ("plain", "stream"):
