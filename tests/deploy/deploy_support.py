@@ -9,10 +9,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+
+from support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -92,3 +97,66 @@ def nginx_main_config(prefix: Path, site: Path) -> str:
         f"    include {site};\n"
         "}\n"
     )
+
+
+class Nginx:
+    """The Debian nginx binary serving deploy/nginx/inferhub.conf (addresses changed only) on a free port."""
+
+    def __init__(self, prefix: Path, upstreams: list[str]) -> None:
+        self.binary = require(which("nginx"), "nginx (Debian package nginx)")
+        self.prefix = prefix
+        prefix.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        site = nginx_site_for_test(
+            (DEPLOY / "nginx" / "inferhub.conf").read_text(), upstreams=upstreams,
+            listen=f"127.0.0.1:{self.port}", redirect_listen=f"127.0.0.1:{free_port()}", cert=None, key=None,
+        )  # fmt: skip
+        (prefix / "inferhub.conf").write_text(site)
+        self.config = prefix / "nginx.conf"
+        self.config.write_text(nginx_main_config(prefix, prefix / "inferhub.conf"))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Nginx:
+        args = [self.binary, "-p", str(self.prefix), "-c", str(self.config), "-e", str(self.prefix / "error.log")]
+        check = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while not self._answers():
+            assert time.monotonic() < deadline, f"nginx did not answer on {self.url}: {self.errors()[-5:]}"
+            time.sleep(0.1)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            httpx.get(f"{self.url}/health/live", timeout=2)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)  # graceful: finish open requests, then exit
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def access_log(self) -> list[list[str]]:
+        """[status, upstream addresses, upstream statuses, X-Test-Load header, request line] per request."""
+        path = self.prefix / "access.log"
+        return [line.split("|", 4) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def errors(self) -> list[str]:
+        """nginx's error log lines of warning level and above (upstream resets, no live upstreams)."""
+        path = self.prefix / "error.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [line for line in lines if any(f"[{level}]" in line for level in ("warn", "error", "crit"))]
+
+    def served_by(self, port: int, load: str | None = None) -> int:
+        """Requests nginx answered 200 with a response from the replica on ``port`` (of one load kind)."""
+        address = f"127.0.0.1:{port}"
+        answered = [entry for entry in self.access_log() if entry[0] == "200" and entry[1].split(", ")[-1] == address]
+        return sum(1 for entry in answered if load in (None, entry[3]))
