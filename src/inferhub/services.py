@@ -189,6 +189,7 @@ def create_served_app(settings: Settings, observability: Observability | None = 
 
 
 async def _build(stack: AsyncExitStack, settings: Settings, observability: Observability, *, api: bool) -> Services:
+    """Each step needs only what the steps above made, and puts its own cleanup on ``stack``."""
     home = check_home(settings.home)
     models = _local_models(settings, home)
     database_url, embedded = await _start_slow_parts(stack, settings, models)
@@ -212,29 +213,8 @@ async def _build(stack: AsyncExitStack, settings: Settings, observability: Obser
     _add_health_checks(context, stores.db, models, limiter)
 
     services = Services(settings, context, observability, database_url, embedded_database=embedded)
-    job_counts: dict[str, int] = {}
-    budget_ratios: dict[tuple[str, str], float] = {}
-    metrics.add_collector(
-        StateCollector(
-            lambda: gateway,
-            extra=lambda: [*usage_gauges(usage_writer), job_gauge(job_counts), budget_gauge(budget_ratios)],
-        )
-    )
-    tasks = services.tasks
-    stack.push_async_callback(_stop_background, tasks, stats, usage_writer)  # registered last: runs first
-    tasks["change-listener"] = listener_task
-    _start(tasks, "usage-writer", usage_writer.run(settings.usage_flush_seconds))
-    _start(tasks, "usage-retention", purge_usage(stores.admin, settings.usage_retention_days))
-    _start(tasks, "stats-writer", stats.run(settings.stats_flush_seconds))
-    _start(tasks, "cache-refresh", refresh_periodically(reload, settings.cache_refresh_seconds))
-    _start(tasks, "job-counts", count_jobs(context.jobs, job_counts))
-    _start(tasks, "budgets", track_budgets(caches.tenants, limiter, budget_ratios))
-    if metrics.multiprocess:  # --workers N: every worker's gauges reach the scrape, not only the answering one's
-        _start(tasks, "shared-gauges", metrics.share_gauges().run())
-    if settings.run_job_worker:
-        _start(tasks, "job-worker", build_job_worker(settings, context, stores, database_url, metrics).run())
-    if settings.health_check_interval_seconds > 0:  # 0 turns active checks off (passive circuit only)
-        _start(tasks, "health-monitor", _health_monitor(settings, registry, gateway).run())
+    services.tasks["change-listener"] = listener_task
+    _start_background(stack, services, stores, caches, limiter, usage_writer, stats, reload)
     return services
 
 
@@ -515,6 +495,42 @@ def _health_monitor(settings: Settings, registry: BackendRegistry, gateway: Gate
 
 
 # -- background tasks -----------------------------------------------------------------------------------------
+
+
+def _start_background(
+    stack: AsyncExitStack,
+    services: Services,
+    stores: Stores,
+    caches: Caches,
+    limiter: Limiter,
+    usage_writer: UsageWriter,
+    stats: StatsRecorder,
+    reload: Reload,
+) -> None:
+    """The loops beside the requests: writers, refreshes, gauges, the job worker, the health monitor."""
+    settings, context, metrics, tasks = services.settings, services.context, services.metrics, services.tasks
+    job_counts: dict[str, int] = {}
+    budget_ratios: dict[tuple[str, str], float] = {}
+    metrics.add_collector(
+        StateCollector(
+            lambda: context.gateway,
+            extra=lambda: [*usage_gauges(usage_writer), job_gauge(job_counts), budget_gauge(budget_ratios)],
+        )
+    )
+    stack.push_async_callback(_stop_background, tasks, stats, usage_writer)  # registered last: runs first
+    _start(tasks, "usage-writer", usage_writer.run(settings.usage_flush_seconds))
+    _start(tasks, "usage-retention", purge_usage(stores.admin, settings.usage_retention_days))
+    _start(tasks, "stats-writer", stats.run(settings.stats_flush_seconds))
+    _start(tasks, "cache-refresh", refresh_periodically(reload, settings.cache_refresh_seconds))
+    _start(tasks, "job-counts", count_jobs(context.jobs, job_counts))
+    _start(tasks, "budgets", track_budgets(caches.tenants, limiter, budget_ratios))
+    if metrics.multiprocess:  # --workers N: every worker's gauges reach the scrape, not only the answering one's
+        _start(tasks, "shared-gauges", metrics.share_gauges().run())
+    if settings.run_job_worker:
+        worker = build_job_worker(settings, context, stores, services.database_url, metrics)
+        _start(tasks, "job-worker", worker.run())
+    if settings.health_check_interval_seconds > 0:  # 0 turns active checks off (passive circuit only)
+        _start(tasks, "health-monitor", _health_monitor(settings, context.registry, context.gateway).run())
 
 
 def _start(tasks: dict[str, asyncio.Task[None]], name: str, loop: Awaitable[None]) -> None:
