@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import orjson
 import structlog
@@ -10,9 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from inferhub import __version__
 from inferhub.api import (
     admin_routes,
     batch_routes,
@@ -43,16 +47,19 @@ _OLLAMA_PATHS = frozenset(
 
 
 def create_app(
-    context: AppContext,
+    context: AppContext | None,
     *,
     max_body_bytes: int = 10 * 1024 * 1024,
     metrics: Metrics | None = None,
     tracing: Tracing | None = None,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
+    """The app over ``context``; with ``context=None`` the ``lifespan`` sets ``app.state.context`` at start-up."""
     app = FastAPI(
         title="Inferhub",
-        version=context.version,
+        version=context.version if context is not None else __version__,
         description="One OpenAI- and Ollama-compatible endpoint in front of your own models.",
+        lifespan=lifespan,
     )
     app.state.context = context
     app.include_router(openai_routes.router)
@@ -74,7 +81,7 @@ def create_app(
         app.add_middleware(HttpMetrics, metrics=metrics)
     if tracing is not None:
         app.add_middleware(TracingMiddleware, tracing=tracing)
-    app.add_middleware(RequestId, context=context)
+    app.add_middleware(RequestId, state=app.state)
     return app
 
 
@@ -139,9 +146,9 @@ _CONNECTION_CLOSE = (b"connection", b"close")  # while draining: the client open
 class RequestId:
     """Accept ``X-Request-ID`` or make one; return it and bind it to every log line of the request."""
 
-    def __init__(self, app: ASGIApp, context: AppContext | None = None) -> None:
+    def __init__(self, app: ASGIApp, state: State | None = None) -> None:
         self.app = app
-        self.context = context
+        self.state = state  # the app's: its ``context`` says whether we are draining (set by the lifespan)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,7 +164,7 @@ class RequestId:
             scope["headers"] = [*scope["headers"], (b"x-request-id", request_id.encode())]
         header = (b"x-request-id", request_id.encode("latin-1"))
 
-        context = self.context
+        context: AppContext | None = getattr(self.state, "context", None)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

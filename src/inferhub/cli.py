@@ -113,8 +113,13 @@ def _database_url(*, create: bool = False) -> Iterator[str]:
 
     A missing embedded database is an error naming the home that was looked at, unless ``create``.
     """
-    from inferhub.home import describe_home, embedded_database_exists, missing_database_message
-    from inferhub.server import check_home, open_database
+    from inferhub.home import (
+        check_home,
+        describe_home,
+        embedded_database_exists,
+        missing_database_message,
+        open_database,
+    )
 
     settings = _settings()
     if not settings.database_url and not create and not embedded_database_exists(settings):

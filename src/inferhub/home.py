@@ -7,7 +7,34 @@ PostgreSQL under ``./.inferhub`` and list nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from inferhub.runtime.embedded_postgres import EmbeddedPostgres, StartupError
 from inferhub.settings import Settings
+
+
+def check_home(home: Path) -> Path:
+    """The resolved INFERHUB_HOME, created if missing; a ``StartupError`` naming it when it is not writable."""
+    home = home.resolve()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(
+            f"INFERHUB_HOME {home} is not writable ({exc.strerror}): set INFERHUB_HOME to a writable directory"
+        ) from None
+    return home
+
+
+def open_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """The database URL to use: ``INFERHUB_DATABASE_URL``, or the embedded server (started if needed)."""
+    if settings.database_url:
+        return settings.database_url, None
+    embedded = EmbeddedPostgres(settings.postgres_dir)
+    url = embedded.start()
+    return url, embedded
 
 
 def embedded_database_exists(settings: Settings) -> bool:

@@ -37,7 +37,7 @@ async def supervise(settings: Settings, sock: socket.socket) -> None:
         print_bootstrap_password,
         print_startup_banner,
     )
-    from inferhub.server import check_home, open_database
+    from inferhub.home import check_home, open_database
     from inferhub.store import migrate
     from inferhub.store.admin_service import AdminService
     from inferhub.store.backends import BackendRepository

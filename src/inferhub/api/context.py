@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import Request
@@ -15,11 +15,21 @@ from inferhub.gateway.pipeline import Gateway, RequestMeta, Routed
 from inferhub.gateway.registry import BackendRegistry
 from inferhub.store.keys import KeyRecord, fair_queue_weight
 
-HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+if TYPE_CHECKING:  # types only: these modules import the API layer's neighbours, not the other way round
+    from inferhub.gateway.metering import Meter
+    from inferhub.rag.service import RagService
+    from inferhub.store.admin_service import AdminService
+    from inferhub.store.batches import BatchRepository, FileRepository
+    from inferhub.store.config_service import ConfigService
+    from inferhub.store.jobs import JobRepository
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]  # a JSON report: {"status": "ok" | ..., ...}
 
 
 @dataclass
 class AppContext:
+    """What the routes get (``services.build_services`` makes it); ``None`` fields are off without a database."""
+
     gateway: Gateway
     registry: BackendRegistry
     keys: KeyCache
@@ -27,14 +37,14 @@ class AppContext:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     version: str = "0.1.0"
     stopping: bool = False  # SIGTERM received: draining (Connection: close, not ready) before the stop
-    config: Any = None  # ConfigService: admin operations (None without a database)
-    meter: Any = None  # gateway.metering.Meter: allow-lists, limits, usage records
-    admin: Any = None  # store.admin_service.AdminService: tenants, keys, users, usage queries
+    config: ConfigService | None = None  # admin operations
+    meter: Meter | None = None  # allow-lists, limits, usage records
+    admin: AdminService | None = None  # tenants, keys, users, usage queries
     signing_key: bytes = b""  # admin session JWTs and webhook secrets
-    jobs: Any = None  # store.jobs.JobRepository
-    files: Any = None  # store.batches.FileRepository
-    batches: Any = None  # store.batches.BatchRepository
-    rag: Any = None  # rag.service.RagService
+    jobs: JobRepository | None = None
+    files: FileRepository | None = None
+    batches: BatchRepository | None = None
+    rag: RagService | None = None
     default_embedding_model: str | None = None
     job_max_attempts: int = 5
     admin_token_minutes: int = 60

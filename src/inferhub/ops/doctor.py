@@ -107,8 +107,8 @@ def _run_checks(report: Callable[[Check], None]) -> None:
 
 
 def _check_home(home: Path) -> Check:
+    from inferhub.home import check_home
     from inferhub.runtime.embedded_postgres import StartupError
-    from inferhub.server import check_home
 
     try:
         check_home(home)
@@ -160,8 +160,7 @@ def _check_local_models(settings: Any) -> list[Check]:
 
 
 def _open_database(settings: Any, report: Callable[[Check], None]) -> tuple[str, Callable[[], None]] | None:
-    from inferhub.home import embedded_database_exists, missing_database_message
-    from inferhub.server import open_database
+    from inferhub.home import embedded_database_exists, missing_database_message, open_database
 
     if not settings.database_url and not embedded_database_exists(settings):
         message, _, fix = missing_database_message(settings).partition(": ")
