@@ -148,8 +148,13 @@ def test_an_assistant_message_followed_by_its_calls_is_one_chat_message() -> Non
 
 def test_text_format_json_schema_becomes_response_format() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
-    chat = to_chat({"model": "m", "input": "x",
-                    "text": {"format": {"type": "json_schema", "name": "thing", "schema": schema, "strict": True}}})  # fmt: skip
+    chat = to_chat(
+        {
+            "model": "m",
+            "input": "x",
+            "text": {"format": {"type": "json_schema", "name": "thing", "schema": schema, "strict": True}},
+        }
+    )
     assert chat["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "thing", "schema": schema, "strict": True},
@@ -175,8 +180,14 @@ def test_images_become_image_url_parts() -> None:
 
 
 def test_reasoning_effort_stream_and_developer_role() -> None:
-    chat = to_chat({"model": "m", "stream": True, "reasoning": {"effort": "low"},
-                    "input": [{"role": "developer", "content": "rules"}, {"role": "user", "content": "q"}]})  # fmt: skip
+    chat = to_chat(
+        {
+            "model": "m",
+            "stream": True,
+            "reasoning": {"effort": "low"},
+            "input": [{"role": "developer", "content": "rules"}, {"role": "user", "content": "q"}],
+        }
+    )
     assert chat["reasoning_effort"] == "low"
     assert chat["stream"] is True and chat["stream_options"] == {"include_usage": True}
     assert chat["messages"][0] == {"role": "developer", "content": "rules"}
@@ -469,8 +480,11 @@ def test_every_response_and_event_validates_strictly_against_the_sdk_models() ->
 
     request = {"model": "m", "input": "x", "tools": [WEATHER_TOOL], "text": {"format": {"type": "json_object"}},
                "reasoning": {"effort": "high"}, "metadata": {"a": "b"}}  # fmt: skip
-    message = {"content": "ok", "reasoning_content": "r",
-               "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}  # fmt: skip
+    message = {
+        "content": "ok",
+        "reasoning_content": "r",
+        "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}],
+    }
     Response.model_validate(from_chat(chat_result(message, "tool_calls"), request, "resp_1", 1700000000))
     Response.model_validate(from_chat(chat_result({"content": "o"}, "length"), request, "resp_2", 1700000000))
     events_adapter = TypeAdapter(ResponseStreamEvent)
@@ -491,3 +505,30 @@ def test_every_response_and_event_validates_strictly_against_the_sdk_models() ->
         {"type": "function_call_output", "call_id": "c1", "output": "ok"},
     ]}):  # fmt: skip
         items.validate_python(item)
+
+
+def test_whole_calls_in_separate_chunks_each_counted_from_zero_are_separate_calls() -> None:
+    """Two Ollama lines with one whole call each: translate.py numbers each chunk's calls from 0."""
+    chunks = [
+        chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                               "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_2", "type": "function",
+                               "function": {"name": "get_time", "arguments": "{}"}}]}),
+        chunk({}, "tool_calls"),
+    ]  # fmt: skip
+    client = streaming(chunks)
+    with client.responses.stream(model="m", input="x") as stream:
+        final = stream.get_final_response()
+    calls = [(o.call_id, o.name, o.arguments) for o in final.output if o.type == "function_call"]
+    assert calls == [("call_1", "get_weather", '{"city": "Oslo"}'), ("call_2", "get_time", "{}")]
+
+
+def test_text_after_a_tool_call_closes_the_call_first() -> None:
+    events, stream = run_stream({"model": "m", "input": "x"}, [
+        chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}),
+        chunk({"content": "done"}), chunk({}, "stop"),
+    ])  # fmt: skip
+    kinds = [e["type"] for e in events]
+    assert kinds.index("response.function_call_arguments.done") < kinds.index("response.output_text.delta")
+    assert [o["type"] for o in stream.final_response()["output"]] == ["function_call", "message"]
+    assert [e["output_index"] for e in events if e["type"] == "response.output_item.added"] == [0, 1]

@@ -641,7 +641,8 @@ class ResponsesStream:
         self._sequence = 0
         self._output: list[dict[str, Any]] = []  # finished items, in output_index order
         self._open: dict[str, Any] | None = None  # the open reasoning or message item: {kind, index, item, text}
-        self._calls: dict[int, dict[str, Any]] = {}  # tool index → {index, item, arguments, pending, done}
+        self._calls: list[dict[str, Any]] = []  # the tool calls: {index, id, call_id, name, arguments, pending, done}
+        self._by_index: dict[int, dict[str, Any]] = {}  # the engine's tool-call index → its latest call
         self._next_index = 0
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
@@ -692,7 +693,7 @@ class ResponsesStream:
         events: list[dict[str, Any]] = []
         if self._open is not None and self._open["kind"] != kind:
             events += self._close_open()
-        if self._calls and any(not c["done"] for c in self._calls.values()):
+        if any(not c["done"] for c in self._calls):
             events += self._close_calls()
         if self._open is None:
             events += self._open_item(kind)
@@ -757,17 +758,21 @@ class ResponsesStream:
             events += self._close_open()
         position = fragment.get("index")
         if not isinstance(position, int):
-            position = len(self._calls)
-        call = self._calls.get(position)
-        if call is None or call["done"]:
-            if call is not None:  # a new call reusing a finished index (Ollama: each chunk counts from 0)
-                position = max(self._calls) + 1
-            call = {"index": None, "id": None, "call_id": None, "name": "", "arguments": "", "pending": ""}
-            call["done"] = False
-            self._calls[position] = call
+            position = len(self._by_index)
+        call = self._by_index.get(position)
+        given = fragment.get("id")
+        starts_another = call is not None and bool(given) and bool(call["given"]) and given != call["given"]
+        if call is None or call["done"] or starts_another:
+            # A new call; an index seen before means the engine counts each chunk's calls from 0 (Ollama's whole
+            # calls, as translate.py passes them on), told apart from a continuation by a new call id.
+            call = {"index": None, "id": None, "call_id": None, "name": "", "arguments": ""}
+            call.update(pending="", done=False, given=None)
+            self._calls.append(call)
+            self._by_index[position] = call
+        if given and not call["given"]:
+            call["given"] = given
+            call["call_id"] = call["call_id"] or given
         function = fragment.get("function") or {}
-        if fragment.get("id") and not call["call_id"]:
-            call["call_id"] = fragment["id"]
         call["name"] += function.get("name") or ""
         piece = function.get("arguments")
         if piece is not None and not isinstance(piece, str):
@@ -797,7 +802,7 @@ class ResponsesStream:
     def _close_calls(self) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         for call in sorted(
-            (c for c in self._calls.values() if not c["done"] and c["index"] is not None), key=lambda c: c["index"]
+            (c for c in self._calls if not c["done"] and c["index"] is not None), key=lambda c: c["index"]
         ):
             call["done"] = True
             item = function_call_item(call["id"], call["call_id"], call["name"], call["arguments"])
@@ -811,7 +816,7 @@ class ResponsesStream:
             )
             events.append(self._event("response.output_item.done", output_index=call["index"], item=item))
             self._output.append(item)
-        for call in self._calls.values():
+        for call in self._calls:
             call["done"] = True  # a fragment that never named its function is dropped
         return events
 
