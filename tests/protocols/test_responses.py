@@ -241,6 +241,8 @@ def test_input_items_have_ids_and_the_item_shape() -> None:
         ({"model": "m", "input": "x", "tools": [{"type": "file_search", "vector_store_ids": []}]},
          "tools[0].type", "file_search"),
         ({"model": "m", "input": "x", "tools": [{"type": "function"}]}, "tools[0].name", "required"),
+        ({"model": "m", "input": "x", "tools": [{"type": "function", "name": "get weather"}]}, "tools[0].name", "64"),
+        ({"model": "m", "input": [], "instructions": "only this"}, "input", "at least one"),
         ({"model": "m", "input": "x", "tool_choice": "sometimes"}, "tool_choice", "sometimes"),
         ({"model": "m", "input": "x", "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice.name", "nope"),
         ({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "schema": {}}}},
@@ -501,6 +503,8 @@ def test_every_response_and_event_validates_strictly_against_the_sdk_models() ->
     for item in input_items({"model": "m", "input": [
         {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
         {"role": "system", "content": "s"},
+        {"role": "assistant", "content": "earlier answer"},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "and more"}]},
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c1", "output": "ok"},
     ]}):  # fmt: skip

@@ -12,6 +12,7 @@ to a ``ResponsesStream``). Field mapping (Responses ↔ chat completions):
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ _ROLES = ("user", "assistant", "system", "developer")
 _TOOL_CHOICES = ("auto", "none", "required")
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _DETAILS = ("auto", "low", "high")
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # what OpenAI (and the chat checks) allow
 # Output item types a client may replay from an earlier response that have no chat equivalent here.
 _HOSTED_ITEMS = (
     "file_search_call",
@@ -273,6 +275,8 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{param}.type", f"{kind!r} tools are not supported by Inferhub; only 'function' tools are"
             )
         name = _string(tool.get("name"), f"{param}.name", non_empty=True)
+        if not _TOOL_NAME.match(name):
+            raise _invalid(f"{param}.name", "up to 64 letters, digits, '_', '-' or '.'")
         function: dict[str, Any] = {"type": "function", "name": name}
         if tool.get("description") is not None:
             function["description"] = _string(tool["description"], f"{param}.description")
@@ -403,11 +407,11 @@ def to_chat(body: dict[str, Any], history: Iterable[dict[str, Any]] = ()) -> dic
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
-    messages += _messages(history, "history")
+    earlier = _messages(history, "history")
     current = _messages(_items(body), "input")
-    if not current and not messages:
+    if not earlier and not current:
         raise _invalid("input", "must contain at least one message")
-    messages += current
+    messages += earlier + current
     tools = _tools(body)
     chat: dict[str, Any] = {"model": body["model"], "messages": messages}
     if tools:
@@ -449,6 +453,8 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(content, str):
                 part_type = "output_text" if item["role"] == "assistant" else "input_text"
                 content = [{"type": part_type, "text": content}]
+            if item["role"] == "assistant":  # an output message: its text parts carry annotations
+                content = [{"annotations": [], **p} if p.get("type") == "output_text" else p for p in content]
             entry = {
                 "type": "message",
                 "id": item.get("id") or new_id("msg"),
