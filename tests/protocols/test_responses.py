@@ -536,3 +536,10 @@ def test_text_after_a_tool_call_closes_the_call_first() -> None:
     assert kinds.index("response.function_call_arguments.done") < kinds.index("response.output_text.delta")
     assert [o["type"] for o in stream.final_response()["output"]] == ["function_call", "message"]
     assert [e["output_index"] for e in events if e["type"] == "response.output_item.added"] == [0, 1]
+
+
+def test_a_stream_of_only_reasoning_ends_like_from_chat_with_an_empty_message() -> None:
+    _, stream = run_stream({"model": "m", "input": "x"}, [chunk({"reasoning_content": "hm"}), chunk({}, "stop")])
+    answer = from_chat(chat_result({"content": "", "reasoning_content": "hm"}), {"model": "m", "input": "x"}, "r", 1)
+    assert [o["type"] for o in stream.final_response()["output"]] == [o["type"] for o in answer["output"]]
+    assert [o["type"] for o in answer["output"]] == ["reasoning", "message"]

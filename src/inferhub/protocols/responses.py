@@ -834,7 +834,8 @@ class ResponsesStream:
         if self._ended:
             return []
         events = self._close_all()
-        if not self._output:  # the engine said nothing: still one (empty) message, as from_chat gives
+        if not any(item["type"] != "reasoning" for item in self._output):
+            # No answer nor call (the engine said nothing, or only thought): one empty message, as from_chat gives.
             events += self._open_item("message")
             events += self._close_open()
         self._ended = True
