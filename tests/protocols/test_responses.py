@@ -543,3 +543,26 @@ def test_a_stream_of_only_reasoning_ends_like_from_chat_with_an_empty_message() 
     answer = from_chat(chat_result({"content": "", "reasoning_content": "hm"}), {"model": "m", "input": "x"}, "r", 1)
     assert [o["type"] for o in stream.final_response()["output"]] == [o["type"] for o in answer["output"]]
     assert [o["type"] for o in answer["output"]] == ["reasoning", "message"]
+
+
+def test_translated_bodies_pass_the_chat_routes_own_checks() -> None:
+    """The pipeline checks a chat body as the chat route does: a translated request must never fail there."""
+    from inferhub.api.validation import check_chat
+
+    first = {"model": "m", "input": "Weather?", "tools": [WEATHER_TOOL]}
+    answer = from_chat(chat_result({"content": "Checking.", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
+    ]}, "tool_calls"), first, "resp_1", 1)  # fmt: skip
+    history = input_items(first) + responses.output_items(answer)
+    bodies = [
+        ({"model": "m", "input": "hi", "instructions": "x", "stream": True, "max_output_tokens": 5, "top_p": 0.5}, ()),
+        ({"model": "m", "tools": [WEATHER_TOOL], "tool_choice": "required", "parallel_tool_calls": True,
+          "input": [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]}, history),
+        ({"model": "m", "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "see"},
+            {"type": "input_image", "image_url": "data:image/png;base64,AA=="}]}],
+          "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}}},
+          "reasoning": {"effort": "low"}}, ()),
+    ]  # fmt: skip
+    for body, earlier in bodies:
+        check_chat(to_chat(body, earlier))
