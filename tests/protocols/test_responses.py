@@ -566,3 +566,38 @@ def test_translated_bodies_pass_the_chat_routes_own_checks() -> None:
     ]  # fmt: skip
     for body, earlier in bodies:
         check_chat(to_chat(body, earlier))
+
+
+def test_sdk_conversation_with_previous_response_id_and_input_items() -> None:
+    """A toy store in the mock server, as the route will keep one: the second turn sees the first."""
+    stored: dict[str, dict[str, Any]] = {}
+    seen: list[list[dict[str, Any]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path.endswith("/input_items"):
+            items = stored[path.split("/")[-2]]["input_items"]
+            return httpx.Response(200, json={"object": "list", "data": items, "first_id": items[0]["id"],
+                                             "last_id": items[-1]["id"], "has_more": False})  # fmt: skip
+        body = json.loads(request.content)
+        previous = stored.get(body.get("previous_response_id") or "")
+        history = previous["input_items"] + responses.output_items(previous["response"]) if previous else []
+        chat = to_chat(body, history)
+        seen.append(chat["messages"])
+        response_id = responses.new_id("resp")
+        answer = from_chat(chat_result({"content": f"answer {len(seen)}"}), body, response_id, 1700000000)
+        stored[response_id] = {"input_items": input_items(body), "response": answer}
+        return httpx.Response(200, json=answer)
+
+    client = sdk_client(handler)
+    first = client.responses.create(model="m", input="My name is Ada.")
+    second = client.responses.create(model="m", input="What is my name?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id and second.output_text == "answer 2"
+    assert seen[1] == [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "answer 1"},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    listed = client.responses.input_items.list(second.id)
+    assert [(item.type, item.role) for item in listed.data] == [("message", "user")]  # type: ignore[union-attr]
+    assert listed.data[0].content[0].text == "What is my name?"  # type: ignore[union-attr]
