@@ -241,7 +241,7 @@ def _messages(items: Iterable[dict[str, Any]], prefix: str) -> list[dict[str, An
             output = _output_text(item["output"], f"{param}.output")
             messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
-            continue  # the engine's earlier thinking is not replayed into the prompt (as OpenAI's chat templates do)
+            continue  # earlier thinking is not replayed: chat templates of reasoning models drop it too
         elif kind == "item_reference":
             raise _unsupported(
                 f"{param}.type", "item_reference items are not supported; send the items, or use previous_response_id"
