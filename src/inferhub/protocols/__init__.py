@@ -1,0 +1,1 @@
+"""Translations between client protocols and the OpenAI chat shape the pipeline speaks."""
