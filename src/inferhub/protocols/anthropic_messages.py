@@ -118,9 +118,9 @@ def _number(value: Any, param: str, low: float, high: float) -> float:
     return value
 
 
-def _required(body: dict[str, Any], name: str) -> Any:
+def _required(body: dict[str, Any], name: str, where: str = "") -> Any:
     if body.get(name) is None:
-        raise _missing(name)
+        raise _missing(f"{where}{name}")
     return body[name]
 
 
@@ -365,7 +365,7 @@ def _tools(value: Any, chat: dict[str, Any]) -> set[str]:
         function: dict[str, Any] = {"name": name}
         if tool.get("description") is not None:
             function["description"] = _string(tool["description"], f"{at}.description")
-        function["parameters"] = _object(_required(tool, "input_schema"), f"{at}.input_schema")
+        function["parameters"] = _object(_required(tool, "input_schema", f"{at}."), f"{at}.input_schema")
         names.add(name)
         tools.append({"type": "function", "function": function})
     if tools:
