@@ -202,6 +202,15 @@ def test_tool_choice_maps_onto_openai(choice, expected, parallel):
     assert chat.get("parallel_tool_calls") is parallel
 
 
+def test_a_last_assistant_turn_prefills_and_an_empty_one_is_left_out():
+    prefill = [{"role": "user", "content": "JSON please"}, {"role": "assistant", "content": "{"}]
+    assert am.to_chat(_body(messages=prefill))["messages"][-1] == {"role": "assistant", "content": "{"}
+    empty = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": []}]
+    assert am.to_chat(_body(messages=empty))["messages"] == [{"role": "user", "content": "hi"}]
+    with pytest.raises(InvalidRequest, match=r"messages\[0\].content"):
+        am.to_chat(_body(messages=[{"role": "assistant", "content": []}, {"role": "user", "content": "hi"}]))
+
+
 def test_tool_choice_without_tools_is_not_sent_as_engines_refuse_it():
     assert "tool_choice" not in am.to_chat(_body(tool_choice={"type": "auto"}))
 

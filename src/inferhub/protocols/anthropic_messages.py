@@ -229,7 +229,7 @@ def _messages(value: Any) -> list[dict[str, Any]]:
             raise _invalid(f"{where}.content", "must not be empty")
         if role == "user":
             out.extend(_user_turn(content, where))
-        else:
+        elif content:  # an empty last assistant turn prefills nothing: engines need not see it
             out.append(_assistant_turn(content, where))
     return out
 
