@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from inferhub.backends import translate
+from inferhub.backends.base import StreamEvent
 from inferhub.errors import APIError, InvalidRequest, UpstreamError
 from inferhub.protocols import anthropic_messages as am
 
@@ -508,6 +509,15 @@ def test_a_tool_call_whose_name_comes_late_waits_for_it_and_a_finished_stream_ad
     events = stream.feed(_chunk({"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": ":1}"}}]}))
     assert [d.get("delta", {}).get("partial_json") for _, d in events] == [None, '{"a":1}']  # held, then sent at once
     assert stream.finish()[-1][0] == "message_stop" and stream.finish() == []
+    assert stream.feed(StreamEvent(_chunk({"content": "late"}))) == []
+
+
+def test_stream_events_of_the_pipeline_are_fed_as_their_chunks():
+    stream = am.MessagesStream("qwen", id="msg_fixed")
+    events = stream.feed(StreamEvent(_chunk({"content": "hi"}, "length"), raw=b"ignored"))
+    assert events[0][1]["message"]["id"] == "msg_fixed"
+    assert events[-1][1]["delta"] == {"type": "text_delta", "text": "hi"}
+    assert stream.finish()[-2][1]["delta"]["stop_reason"] == "max_tokens"
 
 
 def test_sse_bytes_and_error_events():
@@ -768,3 +778,24 @@ def test_models_page_before_id_pages_backwards():
         "last_id": "c",
     }
     assert am.models_page(names)["has_more"] is False
+
+
+def test_the_chat_bodies_pass_the_gateways_own_chat_checks():
+    """What the translation writes is a chat request the pipeline accepts as it accepts a chat client's."""
+    from inferhub.api import validation
+
+    content = [
+        {"type": "tool_result", "tool_use_id": "t1", "content": "ok"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "text", "text": "and?"},
+    ]
+    messages = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": content},
+    ]
+    body = _body(messages=messages, system="S", tools=[TOOL], tool_choice={"type": "tool", "name": "get_weather"},
+                 stop_sequences=["x"], stream=True, thinking={"type": "enabled", "budget_tokens": 1024},
+                 max_tokens=2048, temperature=1)  # fmt: skip
+    validation.check_chat(am.to_chat(body))
+    validation.check_chat(am.count_tokens_body(body) | {"max_tokens": 1})

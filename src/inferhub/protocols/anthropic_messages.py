@@ -588,6 +588,8 @@ class MessagesStream:
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
 
     def feed(self, chunk: dict[str, Any] | StreamEvent) -> list[Event]:
+        if self._finished:
+            return []
         data = chunk.data if isinstance(chunk, StreamEvent) else chunk
         events = self.start()
         if isinstance(data.get("usage"), dict):
@@ -660,7 +662,8 @@ class MessagesStream:
         return self._begin(block, kind)
 
     def _open_tool(self, index: int, call: _ToolCall) -> list[Event]:
-        block = {"type": "tool_use", "id": call.id or tool_use_id(), "name": call.name, "input": {}}
+        call.id = call.id or tool_use_id()
+        block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
         events = self._begin(block, "tool", index)
         call.block = self._blocks - 1
         pending = "".join(call.pending)
