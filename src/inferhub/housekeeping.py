@@ -11,6 +11,7 @@ from inferhub.gateway.limits import Limiter
 from inferhub.gateway.usage_writer import UsageWriter
 from inferhub.store.admin_service import AdminService
 from inferhub.store.jobs import JobRepository
+from inferhub.store.responses import ResponseRepository
 from inferhub.store.usage import day_start, month_bounds
 
 log = structlog.get_logger("inferhub.server")
@@ -36,6 +37,19 @@ async def purge_usage(admin: AdminService, retention_days: int) -> None:
         except Exception as exc:
             log.warning("usage_purge_failed", error=str(exc))
         await asyncio.sleep(3600)
+
+
+async def purge_responses(responses: ResponseRepository, retention_days: int, interval: float = 600.0) -> None:
+    """Retention of stored Responses (``INFERHUB_RESPONSE_RETENTION_DAYS``, else the jobs' period), every 10 min."""
+    while True:
+        cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+        try:
+            removed = await responses.purge(cutoff)
+            if removed:
+                log.info("responses_purged", removed=removed, before=cutoff.isoformat())
+        except Exception as exc:
+            log.warning("response_purge_failed", error=str(exc))
+        await asyncio.sleep(interval)
 
 
 def usage_gauges(writer: UsageWriter):
@@ -76,7 +90,6 @@ async def refresh_periodically(reload, interval: float) -> None:
             await reload("*")
         except Exception as exc:
             log.warning("cache_refresh_failed", error=str(exc))
-
 
 
 async def track_budgets(tenants, limiter: Limiter, into: dict[tuple[str, str], float], interval: float = 15.0) -> None:

@@ -49,6 +49,7 @@ from inferhub.housekeeping import (
     budget_gauge,
     count_jobs,
     job_gauge,
+    purge_responses,
     purge_usage,
     refresh_periodically,
     seed_budgets,
@@ -73,6 +74,7 @@ from inferhub.store.jobs import JobRepository
 from inferhub.store.keys import KeyRepository
 from inferhub.store.notify import ChangeListener
 from inferhub.store.rag import RagStore
+from inferhub.store.responses import ResponseRepository
 from inferhub.store.secrets import SecretBox, SecretError, load_master_keys
 
 if TYPE_CHECKING:  # imported lazily at run time: torch and llama.cpp are slow to import
@@ -520,6 +522,11 @@ def _start_background(
     stack.push_async_callback(_stop_background, tasks, stats, usage_writer)  # registered last: runs first
     _start(tasks, "usage-writer", usage_writer.run(settings.usage_flush_seconds))
     _start(tasks, "usage-retention", purge_usage(stores.admin, settings.usage_retention_days))
+    _start(
+        tasks,
+        "response-retention",
+        purge_responses(ResponseRepository(stores.db), settings.response_retention_days or settings.job_retention_days),
+    )
     _start(tasks, "stats-writer", stats.run(settings.stats_flush_seconds))
     _start(tasks, "cache-refresh", refresh_periodically(reload, settings.cache_refresh_seconds))
     _start(tasks, "job-counts", count_jobs(context.jobs, job_counts))

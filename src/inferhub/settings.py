@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=30.0, ge=2)
     job_max_attempts: int = Field(default=5, ge=1, le=50)
     job_retention_days: int = Field(default=30, ge=1)
+    # Stored Responses (/v1/responses with store): kept this many days; unset = job_retention_days.
+    response_retention_days: int | None = Field(default=None, ge=1)
     # `inferhub worker` serves GET /health/live, /health/ready and /metrics on this port; unset = no HTTP.
     worker_health_port: int | None = Field(default=None, ge=1, le=65535)
 

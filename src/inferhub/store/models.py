@@ -242,6 +242,29 @@ class BatchRow(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class ResponseRow(Base):
+    """A stored Response: the client's body, its input items and (when done) the Response object."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key_id: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    background: Mapped[bool] = mapped_column(Boolean, default=False)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    input_items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    previous_response_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class InstallationRow(Base):
     """One row, made by migration 0008: the id that namespaces this installation's Redis counters."""
 
