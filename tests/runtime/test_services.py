@@ -88,7 +88,14 @@ def test_served_app_serves_in_process_and_closes_everything_on_exit(
         assert reply.json()["choices"][0]["message"]["content"] == "echo: hi"
         assert reply.headers["x-inferhub-backend"]
         tasks = dict(services.tasks)
-        assert {"change-listener", "usage-writer", "stats-writer", "job-worker", "health-monitor"} <= set(tasks)
+        assert {
+            "change-listener",
+            "usage-writer",
+            "stats-writer",
+            "job-worker",
+            "health-monitor",
+            "response-retention",
+        } <= set(tasks)
         assert not any(task.done() for task in tasks.values()), "a background loop died while serving"
         assert _app_connections(database) > 0
     assert all(task.done() for task in tasks.values())

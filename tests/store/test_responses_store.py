@@ -254,6 +254,30 @@ def test_purge_removes_only_what_retention_is_over_for(repo: ResponseRepository,
     assert run(repo.purge(datetime.now(UTC) - timedelta(days=30))) == 0
 
 
+def test_the_retention_task_purges_by_the_days_it_is_given(repo: ResponseRepository, database) -> None:
+    from inferhub.housekeeping import purge_responses
+
+    tenant = _tenant()
+    older, _ = _turn(repo, tenant, "older", "a")
+    younger, _ = _turn(repo, tenant, "younger", "b")
+    with database[1].session() as session:
+        for response_id, days in ((older.id, 8), (younger.id, 6)):
+            session.execute(update(ResponseRow).where(ResponseRow.id == response_id)
+                            .values(created_at=datetime.now(UTC) - timedelta(days=days)))  # fmt: skip
+
+    async def one_round() -> None:
+        task = asyncio.create_task(purge_responses(repo, retention_days=7, interval=3600))
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if await repo.get(older.id, tenant) is None:
+                break
+        task.cancel()
+
+    run(one_round())
+    assert run(repo.get(older.id, tenant)) is None
+    assert run(repo.get(younger.id, tenant)) is not None
+
+
 def test_migration_matches_the_model_and_round_trips(database) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
