@@ -16,10 +16,21 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "inferhub"
-DOMAIN = ("tenancy", "fleet")  # plain records and their policy: they depend on nothing that stores or serves
+DOMAIN = (
+    "tenancy",
+    "fleet",
+    "deferred",
+)  # plain records and their policy: they depend on nothing that stores or serves
 
-# Temporary exceptions while another branch rewrites the file: "module -> target". Keep it empty.
-ALLOWED: frozenset[str] = frozenset()
+# TEMPORARY exceptions, "module -> target", each while another branch rewrites the file. Keep it empty.
+ALLOWED: frozenset[str] = frozenset(
+    {
+        # server ↔ supervisor: the supervisor borrows server.check_home and server.open_database, and server.run
+        # starts the supervisor. server.py is being split into services.py on another branch (issue 14); once that
+        # lands, those two helpers move to a module of their own and this line goes.
+        "inferhub.supervisor -> inferhub.server",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +211,7 @@ def test_no_import_cycles_between_packages() -> None:
 def test_allowed_list_names_only_imports_that_exist() -> None:
     """A temporary exception outlives its reason silently unless this fails once the import is gone."""
     present = {f"{f.module} -> {f.target}" for f in all_imports()}
-    assert ALLOWED <= present, sorted(ALLOWED - present)
+    assert present >= ALLOWED, sorted(ALLOWED - present)
 
 
 # -- the checker itself: it must see what it is meant to see --------------------------------------------

@@ -11,7 +11,7 @@ from inferhub.gateway.limits import Limiter
 from inferhub.gateway.usage_writer import UsageWriter
 from inferhub.store.admin_service import AdminService
 from inferhub.store.jobs import JobRepository
-from inferhub.store.usage import day_start, month_bounds
+from inferhub.tenancy.usage import day_start, month_bounds
 
 log = structlog.get_logger("inferhub.server")
 

@@ -13,7 +13,7 @@ from inferhub.errors import APIError
 from inferhub.gateway.auth import AdminUserCache, KeyCache, require_scope
 from inferhub.gateway.pipeline import Gateway, RequestMeta, Routed
 from inferhub.gateway.registry import BackendRegistry
-from inferhub.store.keys import KeyRecord, fair_queue_weight
+from inferhub.tenancy.keys import KeyRecord, fair_queue_weight
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 
