@@ -124,6 +124,8 @@ RULES = [
     ("observability/ imports no gateway/, api/, ui/, store/", ("observability",),
      lambda t: _under(t, *_inner("gateway", "api", "ui", "store"))),
     ("store/ imports no api/, gateway/, ui/", ("store",), lambda t: _under(t, *_inner("api", "gateway", "ui"))),
+    ("gateway/ imports no store/, api/, ui/, SQLAlchemy (no database on the request path)", ("gateway",),
+     lambda t: _under(t, *_inner("store", "api", "ui"), "sqlalchemy")),
     ("backends/ imports no store/, gateway/, api/", ("backends",),
      lambda t: _under(t, *_inner("store", "gateway", "api"))),
     ("domain packages import no store/, api/, ui/, gateway/, SQLAlchemy", DOMAIN,
@@ -247,6 +249,7 @@ def test_imports_under_type_checking_are_skipped_and_lazy_ones_count(tmp_path: P
         ("inferhub.tenancy.keys", "sqlalchemy", True),
         ("inferhub.api.context", "inferhub.gateway.pipeline", False),
         ("inferhub.gateway.metering", "inferhub.tenancy.keys", False),
+        ("inferhub.gateway.registry", "inferhub.store.routes", True),
     ],
 )
 def test_rules_catch_what_they_name(module: str, target: str, broken: bool) -> None:
