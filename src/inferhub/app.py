@@ -11,7 +11,6 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DataError
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,7 +30,7 @@ from inferhub.api import (
 from inferhub.api.context import AppContext
 from inferhub.api.nul_bytes import RefuseNulBytes
 from inferhub.api.responses import ORJSONResponse
-from inferhub.errors import APIError, PayloadTooLarge
+from inferhub.errors import REFUSED_VALUE_MESSAGE, APIError, PayloadTooLarge, ValueRefused
 from inferhub.observability.http_metrics import HttpMetrics
 from inferhub.observability.metrics import Metrics
 from inferhub.observability.tracing import Tracing, TracingMiddleware
@@ -118,13 +117,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         error = APIError(message, status_code=exc.status_code, code=code)
         return error_response(request, exc.status_code, error.openai_body(), getattr(exc, "headers", None))
 
-    @app.exception_handler(DataError)
-    async def data_error(request: Request, exc: DataError):
+    @app.exception_handler(ValueRefused)
+    async def data_error(request: Request, exc: ValueRefused):
         # The last line of defence: a value PostgreSQL refuses (NUL byte, too long, out of range) is the
         # request's fault. The driver's message may quote the value (a credential): name only the kind.
-        log.info("input_refused_by_database", path=request.url.path, reason=type(exc.orig).__name__)
-        message = "a value in the request does not fit the database (too long, too large or not valid text)"
-        return error_response(request, 400, APIError(message, code="invalid_value").openai_body())
+        log.info("input_refused_by_database", path=request.url.path, reason=exc.reason)
+        return error_response(request, 400, APIError(REFUSED_VALUE_MESSAGE, code="invalid_value").openai_body())
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

@@ -21,7 +21,7 @@ BOOTSTRAP_USER = "admin"
 
 def ensure_bootstrap_key(keys: KeyRepository, settings: Settings) -> str | None:
     """Make sure an admin key exists. Returns a newly generated key to print once, else None."""
-    from inferhub.store.keys import hash_key
+    from inferhub.tenancy.keys import hash_key
 
     if settings.api_key:
         if keys.find_by_hash(hash_key(settings.api_key)) is None:

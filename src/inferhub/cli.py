@@ -248,8 +248,8 @@ def backends_add(
 ) -> None:
     """Register a backend serving MODEL_NAME at ENDPOINT_URL."""
     from pydantic import ValidationError
-    from sqlalchemy.exc import IntegrityError
 
+    from inferhub.errors import Conflict
     from inferhub.store.backends import BackendRepository
 
     try:
@@ -267,7 +267,7 @@ def backends_add(
     with _database() as db:
         try:
             record = BackendRepository(db, _secret_box() if api_key else None).add(config, source="cli")
-        except IntegrityError:
+        except Conflict:
             raise _fail(f"a backend for {model_name} at {endpoint_url} already exists") from None
     typer.echo(f"added backend {record.id}: {record.model_name} -> {record.endpoint_url} ({record.backend_type})")
     if record.endpoint_url != endpoint_url.rstrip("/"):
@@ -513,8 +513,7 @@ def tenants_create(
     limit: Annotated[list[str] | None, typer.Option("--limit", help="e.g. rpm=600, monthly_cost=100")] = None,
 ) -> None:
     """Create a tenant."""
-    from sqlalchemy.exc import IntegrityError
-
+    from inferhub.errors import Conflict
     from inferhub.store.tenants import TenantRepository
 
     with _database() as db:
@@ -522,7 +521,7 @@ def tenants_create(
             record = TenantRepository(db).create(name, description=description, limits=_limits(limit), actor="cli")
         except ValueError as exc:
             raise _fail(str(exc)) from None
-        except IntegrityError:
+        except Conflict:
             raise _fail(f"tenant {name!r} already exists") from None
     typer.echo(f"created tenant {record.id}: {record.name}")
 
@@ -597,8 +596,7 @@ def users_create(
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
 ) -> None:
     """Create an admin user (password hashed with argon2)."""
-    from sqlalchemy.exc import IntegrityError
-
+    from inferhub.errors import Conflict
     from inferhub.store.tenants import AdminUserRepository
 
     with _database() as db:
@@ -607,7 +605,7 @@ def users_create(
             record = AdminUserRepository(db).create(username, password, role, tenant_id, actor="cli")
         except ValueError as exc:
             raise _fail(str(exc)) from None
-        except IntegrityError:
+        except Conflict:
             raise _fail(f"user {username!r} already exists") from None
     typer.echo(f"created {record.role} {record.username} (id {record.id})")
 

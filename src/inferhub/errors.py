@@ -107,3 +107,39 @@ class BackendRejected(APIError):
         if self.backend:
             body["error"]["backend"] = self.backend
         return body
+
+
+# -- what the store refuses --------------------------------------------------------------------------------
+# store/ raises these in place of the driver's errors, so api/ and ui/ never import SQLAlchemy
+# (tests/test_layering.py). Routes and pages usually catch them and say what clashed in their own words.
+
+REFUSED_VALUE_MESSAGE = "a value in the request does not fit the database (too long, too large or not valid text)"
+
+
+class Conflict(APIError):
+    """A write broke a uniqueness or reference rule (a duplicate name, an owner that does not exist)."""
+
+    status_code = 409
+    code = "conflict"
+
+    def __init__(self, constraint: str | None = None) -> None:
+        super().__init__(f"the change conflicts with what is stored ({constraint or 'a database constraint'})")
+        self.constraint = constraint
+
+
+class ValueRefused(InvalidRequest):
+    """The database refused a value (a NUL byte, too long, out of range): the request's fault.
+
+    ``reason`` names the kind of refusal (the driver's exception class), never the value: the driver's
+    message may quote it, and it may be a credential.
+    """
+
+    code = "invalid_value"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(REFUSED_VALUE_MESSAGE)
+        self.reason = reason
+
+
+class PgvectorMissing(RuntimeError):
+    """The database has no pgvector extension, so collections (RAG) cannot be created."""

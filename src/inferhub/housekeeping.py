@@ -12,7 +12,7 @@ from inferhub.gateway.usage_writer import UsageWriter
 from inferhub.store.admin_service import AdminService
 from inferhub.store.jobs import JobRepository
 from inferhub.store.responses import ResponseRepository
-from inferhub.store.usage import day_start, month_bounds
+from inferhub.tenancy.usage import day_start, month_bounds
 
 log = structlog.get_logger("inferhub.server")
 

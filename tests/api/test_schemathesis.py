@@ -27,7 +27,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 
 from fakes import BackgroundServer, create_fake_ollama_app, create_fake_tei_app
-from inferhub.store.keys import hash_key
+from inferhub.tenancy.keys import hash_key
 from support import InferhubProcess
 
 CHAT_MODEL = "fuzz-chat"

@@ -16,7 +16,7 @@ import pytest
 
 from fakes import BackgroundServer, create_fake_ollama_app
 from inferhub.runtime.embedded_postgres import EmbeddedPostgres
-from inferhub.store.keys import display_prefix
+from inferhub.tenancy.keys import display_prefix
 from support import InferhubProcess
 
 ADMIN_KEY = "ih-test-admin-key-replicas"

@@ -9,7 +9,7 @@ import pytest
 
 from inferhub.errors import AuthenticationFailed, PermissionDenied
 from inferhub.gateway.auth import KeyCache, require_scope
-from inferhub.store.keys import KeyRecord, display_prefix, hash_key
+from inferhub.tenancy.keys import KeyRecord, display_prefix, hash_key
 
 NOW = datetime.now(UTC)
 GOOD = "ih-good-key-0123456789"

@@ -12,11 +12,11 @@ from inferhub.backends.ollama_adapter import OllamaAdapter
 from inferhub.backends.openai_adapter import OpenAIAdapter
 from inferhub.backends.tei_adapter import TEIAdapter
 from inferhub.errors import APIError
+from inferhub.fleet.records import BackendRecord
 from inferhub.gateway.health_monitor import HealthMonitor
 from inferhub.gateway.pipeline import Gateway
 from inferhub.gateway.registry import BackendRegistry, canonical_model_name
 from inferhub.gateway.stats import StatsRecorder
-from inferhub.store.backends import BackendRecord
 
 
 def _record(record_id, model, backend_type="vllm", endpoint="http://a:8000", **changes):

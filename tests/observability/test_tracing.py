@@ -13,13 +13,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from fakes import BackgroundServer, create_fake_vllm_app
 from inferhub.api.context import AppContext
 from inferhub.app import create_app
+from inferhub.fleet.records import BackendRecord
 from inferhub.gateway.auth import KeyCache
 from inferhub.gateway.pipeline import Gateway
 from inferhub.gateway.registry import BackendRegistry
 from inferhub.gateway.stats import StatsRecorder
 from inferhub.observability.tracing import Tracing
-from inferhub.store.backends import BackendRecord
-from inferhub.store.keys import KeyRecord, hash_key
+from inferhub.tenancy.keys import KeyRecord, hash_key
 
 KEY = "ih-tracing-test-key"
 

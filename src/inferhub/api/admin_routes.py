@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ConfigDict, Field, field_validator
-from sqlalchemy.exc import IntegrityError
 
 from inferhub.api.context import AppContext, context_of
 from inferhub.api.params import (
@@ -26,45 +25,12 @@ from inferhub.api.params import (
 )
 from inferhub.api.principal import admin_principal
 from inferhub.api.responses import ORJSONResponse
-from inferhub.errors import APIError, NotFound
-from inferhub.settings import BackendConfig, BackendType, ModelRouteConfig, Operation, Strategy, engine_root_url
-from inferhub.store.backends import BackendRecord
+from inferhub.api.schemas import URL_LENGTH, BackendPatch
+from inferhub.errors import APIError, Conflict, NotFound
+from inferhub.fleet.records import BackendRecord
+from inferhub.settings import BackendConfig, ModelRouteConfig, Strategy, engine_root_url
 
 router = APIRouter(prefix="/api", tags=["Admin: registry"])
-
-
-_URL_LENGTH = 500  # llm_backends.endpoint_url is varchar(500)
-
-
-class BackendPatch(AdminBody):
-    """Fields to change. ``null`` clears a field that may be empty (a credential, ``upstream_model``, the
-    optional limits); the others cannot be null (their columns are ``NOT NULL``): a 400 names them."""
-
-    api_key: str | None = Field(default=None, repr=False)
-    basic_auth_username: str | None = None
-    basic_auth_password: str | None = Field(default=None, repr=False)
-    headers: dict[str, str] | None = Field(default=None, repr=False)
-    clear_credentials: bool = Field(default=None)
-    model_name: str = Field(default=None, min_length=1, max_length=NAME_LENGTH)
-    backend_type: BackendType = Field(default=None)
-    endpoint_url: str = Field(default=None, max_length=_URL_LENGTH)
-    upstream_model: str | None = Field(default=None, max_length=NAME_LENGTH)
-    enabled: bool = Field(default=None)
-    max_tokens: int | None = Field(default=None, ge=1, le=INT_MAX)
-    temperature_default: float | None = Field(default=None, ge=0, le=2)
-    timeout_seconds: float = Field(default=None, gt=0, le=86400)
-    description: str = Field(default=None)
-    weight: int = Field(default=None, ge=1, le=1000)
-    priority: int = Field(default=None, ge=-INT_MAX, le=INT_MAX)
-    max_concurrency: int | None = Field(default=None, ge=1, le=INT_MAX)
-    draining: bool = Field(default=None)
-    discover_models: bool = Field(default=None)
-    capabilities: list[Operation] | None = Field(default=None, min_length=1)  # null: the type's default
-
-    @field_validator("capabilities", mode="after")
-    @classmethod
-    def _sorted_capabilities(cls, value: list[str] | None) -> list[str] | None:
-        return sorted(set(value)) if value is not None else None
 
 
 class NewBackend(BackendConfig):
@@ -73,7 +39,7 @@ class NewBackend(BackendConfig):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model_name: str = Field(min_length=1, max_length=NAME_LENGTH)
-    endpoint_url: str = Field(max_length=_URL_LENGTH)
+    endpoint_url: str = Field(max_length=URL_LENGTH)
     upstream_model: str | None = Field(default=None, max_length=NAME_LENGTH)
     max_tokens: int | None = Field(default=None, ge=1, le=INT_MAX)
     timeout_seconds: float = Field(default=120.0, gt=0, le=86400)
@@ -149,7 +115,7 @@ async def create_backend(request: Request, body: NewBackend):
     config = BackendConfig(**{**body.model_dump(), "endpoint_url": _check_url(body.endpoint_url, notices)})
     try:
         record = await in_thread(context.config.add_backend, config, actor)
-    except IntegrityError:
+    except Conflict:
         raise APIError(f"a backend for {body.model_name} at {body.endpoint_url} already exists",
                        status_code=409, code="conflict") from None  # fmt: skip
     return ORJSONResponse(_with_notices(_live(context, record), notices), status_code=201)
@@ -175,7 +141,7 @@ async def _update(request: Request, backend_id: int, changes: dict[str, Any], ac
         changes["endpoint_url"] = _check_url(changes["endpoint_url"], notices)
     try:
         record = await in_thread(context.config.update_backend, backend_id, changes, actor, action)
-    except IntegrityError:
+    except Conflict:
         raise APIError("another backend already serves that model at that URL", status_code=409,
                        code="conflict") from None  # fmt: skip
     if record is None:

@@ -7,19 +7,18 @@ file with its ``custom_id`` and does not fail the batch.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from inferhub.api import validation
+from inferhub.api.batch_wire import batch_object, file_object
 from inferhub.api.context import authenticate, context_of
 from inferhub.api.jobs_routes import owns
 from inferhub.api.responses import ORJSONResponse
+from inferhub.deferred.records import ENDPOINT_TYPES, BatchRecord, FileRecord
 from inferhub.errors import APIError, InvalidRequest, NotFound
-from inferhub.store.batches import ENDPOINT_TYPES
 
 router = APIRouter(prefix="/v1", tags=["Batch API"])
 
@@ -36,15 +35,11 @@ def _repos(request: Request):
     return context.files, context.batches
 
 
-def _public(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("tenant_id", "key_id", "content")}
-
-
-async def _own_file(request: Request, file_id: str, *, content: bool = False) -> dict[str, Any]:
+async def _own_file(request: Request, file_id: str, *, content: bool = False) -> FileRecord:
     record = authenticate(request, scope="jobs")
     files, _ = _repos(request)
     item = await run_in_threadpool(lambda: files.get(file_id, with_content=content))
-    if item is None or not owns(record, item):
+    if item is None or not owns(record, item.tenant_id, item.key_id):
         raise NotFound(f"No such File object: {file_id}", code="file_not_found", param="file_id")
     return item
 
@@ -61,7 +56,7 @@ async def upload_file(request: Request, file: UploadFile = File(...), purpose: s
     item = await run_in_threadpool(lambda: files.create(
         tenant_id=record.tenant_id, key_id=record.id, purpose=purpose, filename=file.filename or "upload.jsonl",
         content=content))  # fmt: skip
-    return ORJSONResponse(_public(item))
+    return ORJSONResponse(file_object(item))
 
 
 @router.get("/files")
@@ -70,19 +65,19 @@ async def list_files(request: Request, purpose: str | None = None, limit: int = 
     files, _ = _repos(request)
     rows = await run_in_threadpool(lambda: files.list(tenant_id=record.tenant_id, key_id=record.id,
                                                       purpose=purpose, limit=limit))  # fmt: skip
-    return ORJSONResponse({"object": "list", "data": rows, "has_more": False})
+    return ORJSONResponse({"object": "list", "data": [file_object(r) for r in rows], "has_more": False})
 
 
 @router.get("/files/{file_id}")
 async def get_file(request: Request, file_id: str):
-    return ORJSONResponse(_public(await _own_file(request, file_id)))
+    return ORJSONResponse(file_object(await _own_file(request, file_id)))
 
 
 @router.get("/files/{file_id}/content")
 async def file_content(request: Request, file_id: str):
     item = await _own_file(request, file_id, content=True)
-    media = "application/jsonl" if item["filename"].endswith(".jsonl") else "application/octet-stream"
-    return Response(item["content"], media_type=media)
+    media = "application/jsonl" if item.filename.endswith(".jsonl") else "application/octet-stream"
+    return Response(item.content, media_type=media)
 
 
 @router.delete("/files/{file_id}")
@@ -151,31 +146,31 @@ async def create_batch(request: Request):
     if not isinstance(input_id, str):
         raise InvalidRequest("input_file_id: required", param="input_file_id")
     item = await _own_file(request, input_id, content=True)
-    if item["purpose"] != "batch":
+    if item.purpose != "batch":
         raise InvalidRequest("input_file_id: the file's purpose must be 'batch'", param="input_file_id")
     context = context_of(request)
     known = lambda model: bool(context.registry.candidates(model)) and record.allows_model(model)  # noqa: E731
-    requests, invalid = _parse_lines(item["content"], endpoint, known)
+    requests, invalid = _parse_lines(item.content or b"", endpoint, known)
     _, batches = _repos(request)
     batch = await run_in_threadpool(lambda: batches.create(
         tenant_id=record.tenant_id, key_id=record.id, endpoint=endpoint, input_file_id=input_id,
         completion_window="24h", metadata=metadata, requests=requests, invalid=invalid,
         max_attempts=context.job_max_attempts))  # fmt: skip
-    return ORJSONResponse(_public(batch))
+    return ORJSONResponse(batch_object(batch))
 
 
-async def _own_batch(request: Request, batch_id: str) -> dict[str, Any]:
+async def _own_batch(request: Request, batch_id: str) -> BatchRecord:
     record = authenticate(request, scope="jobs")
     _, batches = _repos(request)
     batch = await run_in_threadpool(batches.get, batch_id)
-    if batch is None or not owns(record, batch):
+    if batch is None or not owns(record, batch.tenant_id, batch.key_id):
         raise NotFound(f"No such Batch object: {batch_id}", code="batch_not_found", param="batch_id")
     return batch
 
 
 @router.get("/batches/{batch_id}")
 async def get_batch(request: Request, batch_id: str):
-    return ORJSONResponse(_public(await _own_batch(request, batch_id)))
+    return ORJSONResponse(batch_object(await _own_batch(request, batch_id)))
 
 
 @router.get("/batches")
@@ -184,7 +179,7 @@ async def list_batches(request: Request, limit: int = Query(default=20, ge=1, le
     _, batches = _repos(request)
     rows = await run_in_threadpool(lambda: batches.list(tenant_id=record.tenant_id, key_id=record.id,
                                                         limit=limit + 1, after=after))  # fmt: skip
-    page = rows[:limit]
+    page = [batch_object(row) for row in rows[:limit]]
     return ORJSONResponse({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
                            "last_id": page[-1]["id"] if page else None, "has_more": len(rows) > limit})  # fmt: skip
 
@@ -193,4 +188,4 @@ async def list_batches(request: Request, limit: int = Query(default=20, ge=1, le
 async def cancel_batch(request: Request, batch_id: str):
     await _own_batch(request, batch_id)
     _, batches = _repos(request)
-    return ORJSONResponse(_public(await run_in_threadpool(batches.cancel, batch_id)))
+    return ORJSONResponse(batch_object(await run_in_threadpool(batches.cancel, batch_id)))

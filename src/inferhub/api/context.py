@@ -13,7 +13,7 @@ from inferhub.errors import APIError
 from inferhub.gateway.auth import AdminUserCache, KeyCache, require_scope
 from inferhub.gateway.pipeline import Gateway, RequestMeta, Routed
 from inferhub.gateway.registry import BackendRegistry
-from inferhub.store.keys import KeyRecord, fair_queue_weight
+from inferhub.tenancy.keys import KeyRecord, fair_queue_weight
 
 if TYPE_CHECKING:  # types only: these modules import the API layer's neighbours, not the other way round
     from inferhub.gateway.metering import Meter

@@ -16,10 +16,10 @@ from inferhub.api import validation
 from inferhub.api.context import authenticate, context_of
 from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
+from inferhub.deferred.records import JOB_TYPES
 from inferhub.errors import APIError, InvalidRequest, NotFound
 from inferhub.jobs.webhooks import webhook_secret
-from inferhub.store.jobs import TYPES
-from inferhub.store.keys import KeyRecord
+from inferhub.tenancy.keys import KeyRecord
 
 router = APIRouter(prefix="/v1", tags=["Jobs"])
 
@@ -35,15 +35,15 @@ def _jobs(request: Request):
     return context.jobs
 
 
-def owns(record: KeyRecord, item: dict[str, Any]) -> bool:
+def owns(record: KeyRecord, tenant_id: int | None, key_id: int | None) -> bool:
     """A key sees its tenant's jobs, batches and files; a key without a tenant, its own."""
     if record.tenant_id is not None:
-        return item["tenant_id"] == record.tenant_id
-    return item["tenant_id"] is None and (item["key_id"] == record.id or "admin" in record.scopes)
+        return tenant_id == record.tenant_id
+    return tenant_id is None and (key_id == record.id or "admin" in record.scopes)
 
 
 def _visible(record: KeyRecord, job: dict[str, Any] | None) -> dict[str, Any]:
-    if job is None or not owns(record, job):
+    if job is None or not owns(record, job["tenant_id"], job["key_id"]):
         raise NotFound("no such job", code="job_not_found")
     return {k: v for k, v in job.items() if k not in ("tenant_id", "key_id", "batch_id")}
 
@@ -53,8 +53,8 @@ async def submit(request: Request):
     record = authenticate(request, scope="jobs")
     body = validation.parse_json_object(await request.body())
     job_type = body.get("type")
-    if job_type not in TYPES:
-        raise InvalidRequest(f"type: expected one of {', '.join(TYPES)}, got {job_type!r}", param="type")
+    if job_type not in JOB_TYPES:
+        raise InvalidRequest(f"type: expected one of {', '.join(JOB_TYPES)}, got {job_type!r}", param="type")
     inner = body.get("body")
     if not isinstance(inner, dict):
         raise InvalidRequest("body: expected the request body of the synchronous endpoint (an object)", param="body")

@@ -16,11 +16,10 @@ from typing import Annotated, Any, TypeVar
 import structlog
 from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
-from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 
-from inferhub.errors import InvalidRequest
-from inferhub.store.usage import parse_moment
+from inferhub.errors import REFUSED_VALUE_MESSAGE, InvalidRequest, ValueRefused
+from inferhub.tenancy.usage import parse_moment
 
 log = structlog.get_logger("inferhub.api")
 
@@ -101,11 +100,7 @@ async def in_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a (synchronous) repository call in a worker thread; data PostgreSQL refuses is a 400."""
     try:
         return await run_in_threadpool(call, *args, **kwargs)
-    except DataError as exc:
+    except ValueRefused as exc:
         # The driver's message quotes the offending value, which may be a credential: name only the kind.
-        reason = type(exc.orig).__name__ if exc.orig is not None else "DataError"
-        log.info("admin_input_refused", reason=reason)
-        raise InvalidRequest(
-            "a value in the request does not fit the database (too long, too large or not valid text)",
-            code="invalid_value",
-        ) from None
+        log.info("admin_input_refused", reason=exc.reason)
+        raise InvalidRequest(REFUSED_VALUE_MESSAGE, code="invalid_value") from None

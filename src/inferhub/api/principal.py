@@ -17,7 +17,7 @@ from fastapi import Request
 
 from inferhub.api.context import authenticate
 from inferhub.errors import AuthenticationFailed, NotFound, PermissionDenied
-from inferhub.store.tenants import AdminUserRecord
+from inferhub.tenancy.tenants import AdminUserRecord
 
 SESSION_COOKIE = "inferhub_session"
 _ALGORITHM = "HS256"

@@ -21,11 +21,10 @@ from inferhub.api.context import authenticate, context_of, request_meta
 from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.streaming import SSE_HEADERS, openai_sse
-from inferhub.errors import APIError, InvalidRequest, NotFound
+from inferhub.errors import APIError, InvalidRequest, NotFound, PgvectorMissing
 from inferhub.rag.extract import SUPPORTED, detect_mime
 from inferhub.rag.service import NO_ANSWER, build_messages, citations, extractive_answer, relevant
-from inferhub.store.keys import KeyRecord
-from inferhub.store.rag import PgvectorMissing
+from inferhub.tenancy.keys import KeyRecord
 
 RETRIEVAL_ENDPOINT = "rag.retrieval"
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
 
 from inferhub.api.context import AppContext, context_of
 from inferhub.api.params import (
@@ -35,9 +34,10 @@ from inferhub.api.params import (
 )
 from inferhub.api.principal import SESSION_COOKIE, Principal, admin_principal, issue_token
 from inferhub.api.responses import ORJSONResponse
-from inferhub.errors import APIError, AuthenticationFailed, InvalidRequest, NotFound
-from inferhub.store.keys import MAX_WEIGHT
-from inferhub.store.usage import GROUPS, month_bounds, to_csv
+from inferhub.api.usage_report import usage_report
+from inferhub.errors import APIError, AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from inferhub.tenancy.keys import MAX_WEIGHT
+from inferhub.tenancy.usage import month_bounds
 
 router = APIRouter(prefix="/api", tags=["Admin: tenants, keys, usage"])
 
@@ -177,7 +177,7 @@ async def create_tenant(request: Request, body: NewTenant):
         tenant = await in_thread(lambda: context.admin.tenants.create(
             body.name, description=body.description, limits=body.limits.stored(),
             store_payloads=body.store_payloads, actor=principal.actor))  # fmt: skip
-    except IntegrityError:
+    except Conflict:
         raise APIError(f"a tenant named {body.name!r} already exists", status_code=409, code="conflict") from None
     return ORJSONResponse(tenant.public(), status_code=201)
 
@@ -329,7 +329,7 @@ async def create_user(request: Request, body: NewUser):
             body.username, body.password, body.role, body.tenant_id, actor=principal.actor))  # fmt: skip
     except ValueError as exc:
         raise _value_error(exc) from None
-    except IntegrityError:
+    except Conflict:
         raise APIError(f"user {body.username!r} already exists (or the tenant does not)", status_code=409,
                        code="conflict") from None  # fmt: skip
     return ORJSONResponse(user.public(), status_code=201)
@@ -381,11 +381,6 @@ async def put_price(request: Request, model: ModelPath, body: PriceBody):
                            "completion_per_million": str(body.completion_per_million)})  # fmt: skip
 
 
-def _period(start: str | None, end: str | None) -> tuple[datetime, datetime]:
-    now = datetime.now(UTC)
-    return query_moment(start, "from", now - timedelta(days=30)), query_moment(end, "to", now + timedelta(seconds=1))
-
-
 @router.get("/usage")
 async def usage(
     request: Request,
@@ -396,15 +391,8 @@ async def usage(
     format: str = Query(default="json", pattern="^(json|csv)$"),
 ):
     context, principal = _ctx(request)
-    if group_by not in GROUPS:
-        raise InvalidRequest(f"group_by must be one of {', '.join(GROUPS)}", param="group_by")
-    tenant = principal.scope_tenant(tenant_id)
-    begin, finish = _period(start, end)
-    rows = await in_thread(context.admin.usage.summarize, group_by, begin, finish, tenant)
-    if format == "csv":
-        return Response(to_csv(rows), media_type="text/csv",
-                        headers={"content-disposition": f'attachment; filename="usage-by-{group_by}.csv"'})  # fmt: skip
-    return ORJSONResponse({"group_by": group_by, "from": begin.isoformat(), "to": finish.isoformat(), "data": rows})
+    return await usage_report(context, principal, group_by=group_by, start=start, end=end, tenant_id=tenant_id,
+                              format=format)  # fmt: skip
 
 
 @router.get("/usage.csv")

@@ -115,19 +115,19 @@ class Adapter:
         self.capabilities: frozenset[Capability] = backend.serves & self.protocol_capabilities
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        raise self._unsupported("chat completions")
+        raise self.unsupported("chat completions")
 
     async def open_chat_stream(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
-        raise self._unsupported("chat completions")
+        raise self.unsupported("chat completions")
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
-        raise self._unsupported("completions")
+        raise self.unsupported("completions")
 
     async def open_completion_stream(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
-        raise self._unsupported("completions")
+        raise self.unsupported("completions")
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
-        raise self._unsupported("embeddings")
+        raise self.unsupported("embeddings")
 
     async def check_health(self) -> bool:
         return True
@@ -161,7 +161,8 @@ class Adapter:
                 log.warning("prompt_count_failed", backend=self.backend.id, error=str(exc)[:200])
         return max(1, len(prompt_text(body)) // 4)
 
-    def _unsupported(self, what: str) -> APIError:
+    def unsupported(self, what: str) -> APIError:
+        """The 400 for an operation this backend does not serve (the gateway raises it too, before routing)."""
         serves = ", ".join(sorted(self.capabilities)) or "nothing"
         return APIError(
             f"model '{self.backend.model_name}' does not support {what} (it serves: {serves})",

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from typing import Generic, Protocol, TypeVar
 
 from inferhub.errors import AuthenticationFailed, PermissionDenied
-from inferhub.store.keys import KeyRecord
-from inferhub.store.tenants import AdminUserRecord
+from inferhub.tenancy.keys import KeyRecord
+from inferhub.tenancy.tenants import AdminUserRecord
 
 
 class _HasId(Protocol):

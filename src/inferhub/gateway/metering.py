@@ -20,9 +20,9 @@ from typing import Any
 from inferhub.errors import APIError, PermissionDenied
 from inferhub.gateway.limits import Admission, Limiter, Scope
 from inferhub.gateway.usage_writer import UsageWriter
-from inferhub.store.keys import WEIGHT, KeyRecord
-from inferhub.store.tenants import TenantRecord
-from inferhub.store.usage import Price, UsageRecord
+from inferhub.tenancy.keys import WEIGHT, KeyRecord
+from inferhub.tenancy.tenants import TenantRecord
+from inferhub.tenancy.usage import Price, UsageRecord
 
 
 class TenantCache:

@@ -33,7 +33,7 @@ from inferhub.gateway.context_limit import check_max_tokens
 from inferhub.gateway.registry import BackendRegistry, canonical_model_name
 from inferhub.gateway.retry_budget import RetryBudget
 from inferhub.gateway.stats import StatsRecorder
-from inferhub.observability.metrics import Metrics
+from inferhub.observability.metrics import BackendGauge, Metrics
 from inferhub.observability.tracing import Tracing, maybe_span
 
 log = structlog.get_logger("inferhub.gateway")
@@ -134,6 +134,21 @@ class Gateway:
         self.retries = 0
         self.fallbacks = 0
 
+    # -- what observability reads at scrape time (observability.metrics.FleetState) ---------------
+
+    def backend_gauges(self) -> list[BackendGauge]:
+        registry = self.registry
+        gauges = []
+        for backend in registry.backends:
+            state = registry.state(backend)
+            gauges.append(BackendGauge(backend.model_name, backend.id, backend.endpoint_url, backend.backend_type,
+                                       registry.usable(backend), state.in_flight,
+                                       state.breaker.state.value))  # fmt: skip
+        return gauges
+
+    def queue_depths(self) -> dict[str, int]:
+        return self.admission.queue_depths()
+
     # -- routing ---------------------------------------------------------------------------------
 
     def _plan(self, model: str, capability: Capability) -> list[str]:
@@ -146,7 +161,7 @@ class Gateway:
             )
         group = registry.candidates(first)
         if not any(capability in registry.adapter(b).capabilities for b in group):
-            raise registry.adapter(group[0])._unsupported(_LABEL[capability])
+            raise registry.adapter(group[0]).unsupported(_LABEL[capability])
         plan, pending = [], [first]
         while pending:
             name = registry.resolve(pending.pop(0))

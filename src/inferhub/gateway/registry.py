@@ -15,10 +15,9 @@ from inferhub.backends.ollama_adapter import OllamaAdapter
 from inferhub.backends.openai_adapter import OpenAIAdapter
 from inferhub.backends.tei_adapter import TEIAdapter
 from inferhub.backends.upstream_client import UpstreamClient
+from inferhub.fleet.records import BackendRecord, ModelRoute
 from inferhub.gateway.backend_state import BackendState
 from inferhub.gateway.circuit_breaker import CircuitBreaker
-from inferhub.store.backends import BackendRecord
-from inferhub.store.routes import ModelRoute
 
 _ADAPTERS: dict[str, type[Adapter]] = {"openai": OpenAIAdapter, "ollama": OllamaAdapter, "tei": TEIAdapter}
 

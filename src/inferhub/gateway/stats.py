@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from inferhub.store.backends import StatsDelta
+from inferhub.fleet.records import StatsDelta
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import structlog
 
-from inferhub.store.usage import UsageRecord
+from inferhub.tenancy.usage import UsageRecord
 
 log = structlog.get_logger("inferhub.usage")
 

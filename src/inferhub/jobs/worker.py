@@ -29,7 +29,7 @@ from inferhub.gateway.limits import LimiterUnavailable, RateLimited
 from inferhub.gateway.pipeline import Gateway, RequestMeta
 from inferhub.jobs.webhooks import WebhookCourier
 from inferhub.store.jobs import JOB_CHANNEL, JobRepository
-from inferhub.store.usage import UsageRecord
+from inferhub.tenancy.usage import UsageRecord
 
 log = structlog.get_logger("inferhub.jobs")
 

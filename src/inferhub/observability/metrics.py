@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
 import psutil
 from prometheus_client import (
@@ -32,9 +33,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from inferhub.observability.shared_gauges import SharedGauges
-
-if TYPE_CHECKING:
-    from inferhub.gateway.pipeline import Gateway
 
 disable_created_metrics()  # the *_created series double the output and no dashboard reads them
 
@@ -144,11 +142,32 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+@dataclass(frozen=True, slots=True)
+class BackendGauge:
+    """One backend's state as the gauges show it."""
+
+    model: str
+    backend: str
+    endpoint: str
+    type: str
+    usable: bool  # in rotation: enabled, healthy, circuit not open
+    in_flight: int
+    circuit: str  # closed | half_open | open
+
+
+class FleetState(Protocol):
+    """What the gateway reports to observability at scrape time (observability imports nothing from it)."""
+
+    def backend_gauges(self) -> Iterable[BackendGauge]: ...
+
+    def queue_depths(self) -> dict[str, int]: ...
+
+
 class StateCollector(Collector):
     """Gauges read from live state at scrape time: backends, queue, models, this process's CPU and memory."""
 
-    def __init__(self, gateway_of: Callable[[], Gateway | None], extra: Callable[[], Iterable[Metric]] | None = None):
-        self._gateway_of = gateway_of
+    def __init__(self, state_of: Callable[[], FleetState | None], extra: Callable[[], Iterable[Metric]] | None = None):
+        self._state_of = state_of
         self._extra = extra
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime: the next call measures since now
@@ -163,10 +182,9 @@ class StateCollector(Collector):
         memory = GaugeMetricFamily("llm_memory_usage_bytes", "Resident memory of this Inferhub process.")
         memory.add_metric([], self._process.memory_info().rss)
         yield memory
-        gateway = self._gateway_of()
-        if gateway is None:
+        fleet = self._state_of()
+        if fleet is None:
             return
-        registry = gateway.registry
         up = GaugeMetricFamily("llm_backend_up", "1 if the backend is in rotation (enabled, healthy, circuit "
                                "not open).", labels=["model", "backend", "endpoint", "type"])  # fmt: skip
         in_flight = GaugeMetricFamily("llm_requests_in_flight", "Requests in flight per backend.",
@@ -176,18 +194,15 @@ class StateCollector(Collector):
         loaded = GaugeMetricFamily("llm_model_loaded", "1 if at least one backend of the model is in rotation.",
                                    labels=["model"])  # fmt: skip
         models: dict[str, int] = {}
-        for backend in registry.backends:
-            usable = registry.usable(backend)
-            state = registry.state(backend)
-            up.add_metric([backend.model_name, backend.id, backend.endpoint_url, backend.backend_type],
-                          1.0 if usable else 0.0)  # fmt: skip
-            in_flight.add_metric([backend.model_name, backend.id], state.in_flight)
-            circuit.add_metric([backend.model_name, backend.id], CIRCUIT_VALUES[state.breaker.state.value])
-            models[backend.model_name] = max(models.get(backend.model_name, 0), int(usable))
+        for gauge in fleet.backend_gauges():
+            up.add_metric([gauge.model, gauge.backend, gauge.endpoint, gauge.type], 1.0 if gauge.usable else 0.0)
+            in_flight.add_metric([gauge.model, gauge.backend], gauge.in_flight)
+            circuit.add_metric([gauge.model, gauge.backend], CIRCUIT_VALUES[gauge.circuit])
+            models[gauge.model] = max(models.get(gauge.model, 0), int(gauge.usable))
         for model, value in sorted(models.items()):
             loaded.add_metric([model], value)
         depth = GaugeMetricFamily("llm_queue_depth", "Requests waiting in the fair queue.", labels=["model"])
-        for model, count in gateway.admission.queue_depths().items():
+        for model, count in fleet.queue_depths().items():
             depth.add_metric([model], count)
         yield from (up, in_flight, circuit, loaded, depth)
         if self._extra is not None:

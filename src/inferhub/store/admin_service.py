@@ -6,9 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from inferhub.store.database import Database
-from inferhub.store.keys import KeyRecord, KeyRepository
-from inferhub.store.tenants import AdminUserRecord, AdminUserRepository, TenantRepository
+from inferhub.store.keys import KeyRepository
+from inferhub.store.tenants import AdminUserRepository, TenantRepository
 from inferhub.store.usage import UsageRepository
+from inferhub.tenancy.keys import KeyRecord
+from inferhub.tenancy.tenants import AdminUserRecord
 
 
 @dataclass

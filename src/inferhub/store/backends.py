@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import select, update
 
+from inferhub.fleet.records import BackendRecord, StatsDelta
 from inferhub.settings import CREDENTIAL_FIELDS, BackendConfig
 from inferhub.store.audit import record_change
 from inferhub.store.database import Database
@@ -31,37 +32,6 @@ EDITABLE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class BackendRecord:
-    id: int
-    model_name: str
-    backend_type: str
-    endpoint_url: str
-    upstream_model: str | None
-    enabled: bool
-    max_tokens: int | None
-    temperature_default: float | None
-    timeout_seconds: float
-    description: str
-    source: str
-    weight: int
-    priority: int
-    max_concurrency: int | None
-    draining: bool
-    discover_models: bool
-    credentials_encrypted: str | None
-    avg_tokens_per_sec: float
-    avg_latency_ms: float
-    total_requests: int
-    total_errors: int
-    capabilities: list[str] | None = None  # None: the default of its type
-
-    def public(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "credentials_encrypted"}
-        out["has_credentials"] = self.credentials_encrypted is not None
-        return out
-
-
 def _record(row: BackendRow) -> BackendRecord:
     return BackendRecord(**{f.name: getattr(row, f.name) for f in fields(BackendRecord)})
 
@@ -71,17 +41,6 @@ def _config_view(record: BackendRecord) -> dict[str, Any]:
     view = {name: getattr(record, name) for name in ("id", *EDITABLE)}
     view["has_credentials"] = record.credentials_encrypted is not None
     return view
-
-
-@dataclass(slots=True)
-class StatsDelta:
-    """Accumulated outcome of requests to one backend since the last flush."""
-
-    requests: int = 0
-    errors: int = 0
-    latency_ms_sum: float = 0.0
-    tokens: int = 0
-    generation_seconds: float = 0.0
 
 
 def _split_credentials(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

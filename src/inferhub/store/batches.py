@@ -14,72 +14,59 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import bindparam, delete, func, select, text
 
+from inferhub.deferred.records import ENDPOINT_TYPES, BatchRecord, FileRecord, error_line, invalid_line, output_line
 from inferhub.store.database import Database
 from inferhub.store.jobs import JOB_CHANNEL, new_job_id
 from inferhub.store.models import BatchRow, FileRow, JobRow
 
-ENDPOINT_TYPES = {"/v1/chat/completions": "chat.completions", "/v1/completions": "completions",
-                  "/v1/embeddings": "embeddings"}  # fmt: skip
 _OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 _CLOSED = ("completed", "failed", "expired", "cancelled")
 
 
-def _unix(moment: datetime | None) -> int | None:
-    return int(moment.timestamp()) if moment else None
+def _file(row: FileRow, *, with_content: bool = False) -> FileRecord:
+    return FileRecord(row.id, row.tenant_id, row.key_id, row.purpose, row.filename, row.bytes, row.created_at,
+                      row.content if with_content else None)  # fmt: skip
 
 
-def file_view(row: FileRow) -> dict[str, Any]:
-    return {"id": row.id, "object": "file", "bytes": row.bytes, "created_at": _unix(row.created_at),
-            "filename": row.filename, "purpose": row.purpose, "status": "processed", "expires_at": None,
-            "status_details": None}  # fmt: skip
-
-
-def batch_view(row: BatchRow, counts: dict[str, int]) -> dict[str, Any]:
-    return {
-        "id": row.id, "object": "batch", "endpoint": row.endpoint, "errors": None,
-        "input_file_id": row.input_file_id, "completion_window": row.completion_window, "status": row.status,
-        "output_file_id": row.output_file_id, "error_file_id": row.error_file_id,
-        "created_at": _unix(row.created_at), "in_progress_at": _unix(row.in_progress_at), "expires_at": None,
-        "finalizing_at": _unix(row.finalizing_at), "completed_at": _unix(row.completed_at), "failed_at": None,
-        "expired_at": None, "cancelling_at": _unix(row.cancelling_at), "cancelled_at": _unix(row.cancelled_at),
-        "request_counts": counts, "metadata": row.metadata_,
-    }  # fmt: skip
+def _batch(row: BatchRow, counts: dict[str, int]) -> BatchRecord:
+    return BatchRecord(
+        id=row.id, tenant_id=row.tenant_id, key_id=row.key_id, endpoint=row.endpoint,
+        input_file_id=row.input_file_id, completion_window=row.completion_window, status=row.status,
+        output_file_id=row.output_file_id, error_file_id=row.error_file_id, created_at=row.created_at,
+        in_progress_at=row.in_progress_at, finalizing_at=row.finalizing_at, completed_at=row.completed_at,
+        cancelling_at=row.cancelling_at, cancelled_at=row.cancelled_at, request_counts=counts,
+        metadata=row.metadata_,
+    )  # fmt: skip
 
 
 class FileRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, *, tenant_id: int | None, key_id: int, purpose: str, filename: str, content: bytes) -> dict:
+    def create(self, *, tenant_id: int | None, key_id: int, purpose: str, filename: str, content: bytes) -> FileRecord:
         with self._db.session() as session:
             row = FileRow(id="file-" + uuid.uuid4().hex[:24], tenant_id=tenant_id, key_id=key_id, purpose=purpose,
                           filename=filename, bytes=len(content), content=content)  # fmt: skip
             session.add(row)
             session.flush()
             session.refresh(row)
-            return file_view(row) | {"tenant_id": tenant_id, "key_id": key_id}
+            return _file(row)
 
-    def get(self, file_id: str, *, with_content: bool = False) -> dict[str, Any] | None:
+    def get(self, file_id: str, *, with_content: bool = False) -> FileRecord | None:
         with self._db.session() as session:
             row = session.get(FileRow, file_id)
-            if row is None:
-                return None
-            out = file_view(row) | {"tenant_id": row.tenant_id, "key_id": row.key_id}
-            if with_content:
-                out["content"] = row.content
-            return out
+            return _file(row, with_content=with_content) if row is not None else None
 
-    def list(self, *, tenant_id: int | None, key_id: int, purpose: str | None, limit: int) -> list[dict[str, Any]]:
+    def list(self, *, tenant_id: int | None, key_id: int, purpose: str | None, limit: int) -> list[FileRecord]:
         query = select(FileRow).order_by(FileRow.created_at.desc()).limit(limit)
         owner = FileRow.tenant_id == tenant_id if tenant_id is not None else FileRow.key_id == key_id
         query = query.where(owner)
         if purpose:
             query = query.where(FileRow.purpose == purpose)
         with self._db.session() as session:
-            return [file_view(r) for r in session.scalars(query)]
+            return [_file(r) for r in session.scalars(query)]
 
     def delete(self, file_id: str) -> bool:
         with self._db.session() as session:
@@ -96,7 +83,7 @@ class BatchRepository:
 
     def create(self, *, tenant_id: int | None, key_id: int, endpoint: str, input_file_id: str,
                completion_window: str, metadata: dict | None, requests: list[dict[str, Any]],
-               invalid: list[dict[str, Any]], max_attempts: int) -> dict[str, Any]:  # fmt: skip
+               invalid: list[dict[str, Any]], max_attempts: int) -> BatchRecord:  # fmt: skip
         """The batch and one queued job per valid line, committed together."""
         now = datetime.now(UTC)
         with self._db.session() as session:
@@ -125,14 +112,12 @@ class BatchRepository:
         return {"total": row.request_total, "completed": done.get("succeeded", 0),
                 "failed": done.get("failed", 0) + done.get("cancelled", 0) + invalid}  # fmt: skip
 
-    def get(self, batch_id: str) -> dict[str, Any] | None:
+    def get(self, batch_id: str) -> BatchRecord | None:
         with self._db.session() as session:
             row = session.get(BatchRow, batch_id)
-            if row is None:
-                return None
-            return batch_view(row, self._counts(session, row)) | {"tenant_id": row.tenant_id, "key_id": row.key_id}
+            return _batch(row, self._counts(session, row)) if row is not None else None
 
-    def list(self, *, tenant_id: int | None, key_id: int, limit: int, after: str | None) -> list[dict[str, Any]]:
+    def list(self, *, tenant_id: int | None, key_id: int, limit: int, after: str | None) -> list[BatchRecord]:
         query = select(BatchRow).order_by(BatchRow.created_at.desc(), BatchRow.id.desc()).limit(limit)
         query = query.where(BatchRow.tenant_id == tenant_id if tenant_id is not None else BatchRow.key_id == key_id)
         with self._db.session() as session:
@@ -140,9 +125,9 @@ class BatchRepository:
                 anchor = session.get(BatchRow, after)
                 if anchor is not None:
                     query = query.where(BatchRow.created_at <= anchor.created_at, BatchRow.id != anchor.id)
-            return [batch_view(r, self._counts(session, r)) for r in session.scalars(query)]
+            return [_batch(r, self._counts(session, r)) for r in session.scalars(query)]
 
-    def cancel(self, batch_id: str) -> dict[str, Any] | None:
+    def cancel(self, batch_id: str) -> BatchRecord | None:
         with self._db.session() as session:
             row = session.get(BatchRow, batch_id, with_for_update=True)
             if row is None:
@@ -172,27 +157,15 @@ class BatchRepository:
                 return False
             now = datetime.now(UTC)
             output: list[tuple[int, bytes]] = []
-            errors: list[tuple[int, bytes]] = [
-                (line["line"], orjson.dumps({"id": f"batch_req_{uuid.uuid4().hex[:24]}",
-                                             "custom_id": line.get("custom_id"), "response": None,
-                                             "error": line["error"]}))
-                for line in row.invalid_lines or []
-            ]  # fmt: skip
+            errors: list[tuple[int, bytes]] = [(line["line"], invalid_line(line.get("custom_id"), line["error"]))
+                                               for line in row.invalid_lines or []]  # fmt: skip
             for job in jobs:
                 line = (job.metadata_ or {}).get("line", 0)
-                request_id = f"batch_req_{job.id[4:28]}"
                 if job.status == "succeeded":
-                    output.append((line, orjson.dumps({"id": request_id, "custom_id": job.custom_id, "error": None,
-                                                       "response": {"status_code": 200, "request_id": job.id,
-                                                                    "body": job.result}})))  # fmt: skip
+                    output.append((line, output_line(job.id, job.custom_id, job.result)))
                 else:
                     error = job.error or {"message": job.status, "code": job.status}
-                    errors.append((line, orjson.dumps({
-                        "id": request_id, "custom_id": job.custom_id,
-                        "response": {"status_code": error.get("status", 500), "request_id": job.id,
-                                     "body": {"error": error}},
-                        "error": {"code": error.get("code"), "message": error.get("message")},
-                    })))  # fmt: skip
+                    errors.append((line, error_line(job.id, job.custom_id, error)))
             row.output_file_id = self._write(session, row, output, "output") if output else None
             row.error_file_id = self._write(session, row, errors, "error") if errors else None
             row.finalizing_at = now

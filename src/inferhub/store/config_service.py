@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from inferhub.fleet.records import BackendRecord, ModelRoute
 from inferhub.settings import BackendConfig, ModelRouteConfig
 from inferhub.store.audit import AuditRepository
-from inferhub.store.backends import BackendRecord, BackendRepository
+from inferhub.store.backends import BackendRepository
 from inferhub.store.database import Database
-from inferhub.store.routes import ModelRoute, RouteRepository
+from inferhub.store.routes import RouteRepository
 
 
 class ConfigService:

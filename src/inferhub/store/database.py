@@ -6,7 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+
+from inferhub.errors import Conflict, ValueRefused
 
 # One channel for "configuration changed": keys, backends. Payload names the kind.
 CHANGE_CHANNEL = "inferhub_changes"
@@ -25,6 +28,11 @@ def libpq_url(database_url: str) -> str:
     return "postgresql://" + sqlalchemy_url(database_url)[len("postgresql+psycopg://") :]
 
 
+def _constraint(exc: IntegrityError) -> str | None:
+    """The name of the constraint PostgreSQL says was broken (``uq_tenants_name``), if it says."""
+    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+
+
 class Database:
     """Owns the SQLAlchemy engine. Used off the request path only."""
 
@@ -37,8 +45,15 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        """One transaction. The driver's refusals leave as ``Conflict`` and ``ValueRefused`` (inferhub.errors),
+        so the layers above never import SQLAlchemy to catch them."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except IntegrityError as exc:
+            raise Conflict(_constraint(exc)) from exc
+        except DataError as exc:
+            raise ValueRefused(type(exc.orig).__name__ if exc.orig is not None else "DataError") from exc
 
     def notify_change(self, session: Session, kind: str) -> None:
         """Tell every replica (including this one) to reload ``kind`` on commit."""

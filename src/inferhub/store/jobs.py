@@ -22,14 +22,13 @@ from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 
+from inferhub.errors import Conflict
 from inferhub.store.database import Database
 from inferhub.store.models import JobRow, UsageRow
-from inferhub.store.usage import UsageRecord
+from inferhub.tenancy.usage import UsageRecord
 
 JOB_CHANNEL = "inferhub_jobs"
-TYPES = ("chat.completions", "completions", "embeddings")
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -74,7 +73,7 @@ class JobRepository:
                 session.refresh(row)
                 session.execute(text("SELECT pg_notify(:c, :id)"), {"c": JOB_CHANNEL, "id": row.id})
                 return job_view(row), True
-        except IntegrityError:  # the same idempotency key raced in from another request
+        except Conflict:  # the same idempotency key raced in from another request
             existing = self._by_idempotency(key_id, idempotency_key or "")
             if existing is None:
                 raise

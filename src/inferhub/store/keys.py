@@ -1,4 +1,4 @@
-"""API key records: create, list, revoke. Keys are stored only as SHA-256 hashes.
+"""API key rows: create, list, revoke. Keys are stored only as SHA-256 hashes (``tenancy.keys``).
 
 Every change NOTIFYs the replicas; ``on_change``, if set, is called with the
 committed record so this process's own key cache can apply it at once.
@@ -6,12 +6,8 @@ committed record so this process's own key cache can apply it at once.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from fnmatch import fnmatchcase
 from typing import Any
 
 from sqlalchemy import select
@@ -19,67 +15,15 @@ from sqlalchemy import select
 from inferhub.store.audit import record_change
 from inferhub.store.database import Database
 from inferhub.store.models import ApiKeyRow
-
-KEY_PREFIX = "ih-"
-ALL_SCOPES = ("inference", "jobs", "rag", "admin")
-LIMIT_NAMES = ("rpm", "tpm", "concurrency", "daily_tokens", "monthly_tokens", "daily_cost", "monthly_cost")
-# Kept with the limits but not a limit: the share of a saturated model's fair queue (docs/routing.md).
-WEIGHT = "weight"
-MAX_WEIGHT = 100
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def display_prefix(key: str) -> str:
-    """The short, non-secret part shown in listings and logs."""
-    return key[:10]
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    id: int
-    name: str
-    prefix: str
-    key_hash: str
-    scopes: tuple[str, ...]
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    tenant_id: int | None = None
-    allowed_models: tuple[str, ...] = ()
-    limits: dict[str, Any] = field(default_factory=dict)
-    priority: int = 0
-
-    def allows_model(self, model: str) -> bool:
-        """An empty allow-list allows every model; otherwise a glob must match (``llama*``, ``*:8b``)."""
-        return not self.allowed_models or any(fnmatchcase(model, glob) for glob in self.allowed_models)
-
-    @property
-    def active(self) -> bool:
-        if self.revoked_at is not None:
-            return False
-        return self.expires_at is None or self.expires_at > datetime.now(UTC)
-
-    def public(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "prefix": self.prefix,
-            "scopes": list(self.scopes),
-            "created_at": self.created_at.isoformat(),
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-            "tenant_id": self.tenant_id,
-            "allowed_models": list(self.allowed_models),
-            "limits": dict(self.limits),
-            "priority": self.priority,
-        }
+from inferhub.tenancy.keys import (
+    KeyRecord,
+    check_limits,
+    check_scopes,
+    check_weight_owner,
+    display_prefix,
+    generate_key,
+    hash_key,
+)
 
 
 def _record(row: ApiKeyRow) -> KeyRecord:
@@ -123,11 +67,9 @@ class KeyRepository:
         actor: str = "cli",
     ) -> tuple[str, KeyRecord]:
         """Store a new key; returns the plaintext (shown once) and its record."""
-        unknown = set(scopes) - set(ALL_SCOPES)
-        if unknown:
-            raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_SCOPES)}")
+        check_scopes(scopes)
         check_limits(limits or {})
-        _check_weight_owner(limits or {}, tenant_id)
+        check_weight_owner(limits or {}, tenant_id)
         plaintext = key or generate_key()
         with self._db.session() as session:
             row = ApiKeyRow(
@@ -165,9 +107,7 @@ class KeyRepository:
 
     def update(self, key_id: int, changes: dict[str, Any], *, actor: str, action: str = "update") -> KeyRecord | None:
         if "scopes" in changes:
-            unknown = set(changes["scopes"]) - set(ALL_SCOPES)
-            if unknown:
-                raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
+            check_scopes(changes["scopes"], listing_known=False)
         if "limits" in changes:
             check_limits(changes["limits"] or {})
         with self._db.session() as session:
@@ -175,7 +115,7 @@ class KeyRepository:
             if row is None:
                 return None
             if "limits" in changes:
-                _check_weight_owner(changes["limits"] or {}, row.tenant_id)
+                check_weight_owner(changes["limits"] or {}, row.tenant_id)
             before = _record(row).public()
             for name, value in changes.items():
                 setattr(row, name, list(value) if isinstance(value, tuple) else value)
@@ -265,27 +205,3 @@ def _one(session: Any, key_id_or_prefix: str) -> ApiKeyRow | None:
         query = query.where(ApiKeyRow.prefix == key_id_or_prefix)
     rows = list(session.scalars(query.limit(2)))
     return rows[0] if len(rows) == 1 else None
-
-
-def check_limits(limits: dict[str, Any]) -> None:
-    known = (*LIMIT_NAMES, WEIGHT)
-    unknown = set(limits) - set(known)
-    if unknown:
-        raise ValueError(f"unknown limit(s): {', '.join(sorted(unknown))}; known: {', '.join(known)}")
-    for name, value in limits.items():
-        if name == WEIGHT:
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 1 <= value <= MAX_WEIGHT):  # fmt: skip
-                raise ValueError(f"weight must be a whole number from 1 to {MAX_WEIGHT}, got {value!r}")
-        elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-            raise ValueError(f"limit {name} must be a non-negative number or null, got {value!r}")
-
-
-def fair_queue_weight(limits: dict[str, Any]) -> int:
-    return limits.get(WEIGHT) or 1
-
-
-def _check_weight_owner(limits: dict[str, Any], tenant_id: int | None) -> None:
-    """The fair queue's parties are tenants, and keys without one: a tenant's key shares its tenant's turn."""
-    if tenant_id is not None and limits.get(WEIGHT) is not None:
-        raise ValueError("weight: a key of a tenant queues with its tenant; set the weight on the tenant")

@@ -18,15 +18,12 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
+from inferhub.errors import PgvectorMissing
 from inferhub.store.database import Database
 from inferhub.store.rag_fulltext import keyword_rows
 from inferhub.store.rag_schema import CHUNKS_DDL
 
 RRF_K = 60
-
-
-class PgvectorMissing(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select
 
+from inferhub.fleet.records import ModelRoute
 from inferhub.settings import ModelRouteConfig
 from inferhub.store.audit import record_change
 from inferhub.store.database import Database
 from inferhub.store.models import ModelAliasRow, ModelRouteRow
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRoute:
-    model_name: str
-    strategy: str
-    fallback_models: tuple[str, ...]
-    source: str = "api"
-
-    def public(self) -> dict[str, object]:
-        return {"model": self.model_name, "strategy": self.strategy, "fallbacks": list(self.fallback_models),
-                "source": self.source}  # fmt: skip
 
 
 class RouteRepository:

@@ -8,8 +8,6 @@ admin users can apply it at once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -18,43 +16,15 @@ from sqlalchemy import select
 
 from inferhub.store.audit import record_change
 from inferhub.store.database import Database
-from inferhub.store.keys import check_limits
 from inferhub.store.models import AdminUserRow, TenantRow
+from inferhub.tenancy.keys import check_limits
+from inferhub.tenancy.tenants import AdminUserRecord, TenantRecord, check_password, check_role
 
-ROLES = ("platform_admin", "tenant_admin")
 _hasher = PasswordHasher()
-
-
-@dataclass(frozen=True, slots=True)
-class TenantRecord:
-    id: int
-    name: str
-    description: str
-    limits: dict[str, Any] = field(default_factory=dict)
-    store_payloads: bool = False
-    created_at: datetime | None = None
-
-    def public(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "description": self.description, "limits": dict(self.limits),
-                "store_payloads": self.store_payloads,
-                "created_at": self.created_at.isoformat() if self.created_at else None}  # fmt: skip
 
 
 def _tenant(row: TenantRow) -> TenantRecord:
     return TenantRecord(row.id, row.name, row.description, dict(row.limits or {}), row.store_payloads, row.created_at)
-
-
-@dataclass(frozen=True, slots=True)
-class AdminUserRecord:
-    id: int
-    username: str
-    role: str
-    tenant_id: int | None
-    disabled: bool
-
-    def public(self) -> dict[str, Any]:
-        return {"id": self.id, "username": self.username, "role": self.role, "tenant_id": self.tenant_id,
-                "disabled": self.disabled}  # fmt: skip
 
 
 def _user(row: AdminUserRow) -> AdminUserRecord:
@@ -147,8 +117,8 @@ class AdminUserRepository:
             return _user(row) if row else None
 
     def create(self, username: str, password: str, role: str, tenant_id: int | None, *, actor: str) -> AdminUserRecord:
-        _check_role(role, tenant_id)
-        _check_password(password)
+        check_role(role, tenant_id)
+        check_password(password)
         with self._db.session() as session:
             row = AdminUserRow(username=username, password_hash=_hasher.hash(password), role=role, tenant_id=tenant_id)
             session.add(row)
@@ -169,11 +139,11 @@ class AdminUserRepository:
             before = _user(row).public()
             password = changes.pop("password", None)
             if password is not None:
-                _check_password(password)
+                check_password(password)
                 row.password_hash = _hasher.hash(password)
             for name, value in changes.items():
                 setattr(row, name, value)
-            _check_role(row.role, row.tenant_id)
+            check_role(row.role, row.tenant_id)
             session.flush()
             record = _user(row)
             after = record.public() | ({"password": "changed"} if password else {})
@@ -212,17 +182,3 @@ class AdminUserRepository:
 
 
 _DUMMY_HASH = _hasher.hash("inferhub-timing-equaliser")
-
-
-def _check_role(role: str, tenant_id: int | None) -> None:
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    if role == "tenant_admin" and tenant_id is None:
-        raise ValueError("a tenant_admin needs a tenant_id")
-    if role == "platform_admin" and tenant_id is not None:
-        raise ValueError("a platform_admin belongs to no tenant")
-
-
-def _check_password(password: str) -> None:
-    if len(password) < 12:
-        raise ValueError("password must be at least 12 characters")

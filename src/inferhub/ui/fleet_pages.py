@@ -11,13 +11,12 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from inferhub.api.admin_routes import BackendPatch
 from inferhub.api.context import AppContext
 from inferhub.api.responses import ORJSONResponse
-from inferhub.errors import NotFound
+from inferhub.api.schemas import BackendPatch
+from inferhub.errors import Conflict, NotFound
 from inferhub.settings import STRATEGIES, BackendConfig, ModelRouteConfig, engine_root_url
 from inferhub.ui.live import LiveSeries
 from inferhub.ui.pages import (
@@ -163,7 +162,7 @@ async def backend_add(request: Request):
         )  # fmt: skip
         try:
             await run_in_threadpool(context.config.add_backend, config, principal.actor)
-        except IntegrityError:
+        except Conflict:
             raise FormError(f"A backend for {config.model_name} at {config.endpoint_url} already exists.") from None
     except FormError as exc:
         return await _backends_page(request, 422, add_error=exc.message, values=submitted(form))
@@ -240,7 +239,7 @@ async def backend_edit(request: Request, backend_id: int):
         try:
             updated = await run_in_threadpool(context.config.update_backend, backend_id, changes, principal.actor,
                                               "update")  # fmt: skip
-        except IntegrityError:
+        except Conflict:
             url = changes.get("endpoint_url", record.endpoint_url)
             raise FormError(f"Another backend already serves {record.model_name} at {url}.", "endpoint_url") from None
     except FormError as exc:

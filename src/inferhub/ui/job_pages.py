@@ -9,6 +9,7 @@ import orjson
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from inferhub.api.batch_wire import batch_object
 from inferhub.api.context import AppContext
 from inferhub.api.principal import Principal
 from inferhub.errors import APIError, NotFound
@@ -57,8 +58,9 @@ async def jobs_page(request: Request):
             jobs += await run_in_threadpool(lambda t=tid: context.jobs.list(tenant_id=t, key_id=None, status=status,
                                                                            limit=100, after=None))  # fmt: skip
         if context.batches is not None:
-            batches += await run_in_threadpool(lambda t=tid: context.batches.list(tenant_id=t, key_id=0, limit=50,
-                                                                                 after=None))  # fmt: skip
+            found = await run_in_threadpool(lambda t=tid: context.batches.list(tenant_id=t, key_id=0, limit=50,
+                                                                              after=None))  # fmt: skip
+            batches += [batch_object(batch) for batch in found]
     jobs.sort(key=lambda j: j.get("created_at") or 0, reverse=True)
     if status:
         batches = [b for b in batches if b.get("status") == status]
@@ -120,7 +122,7 @@ async def batch_cancel(request: Request, batch_id: str):
     context = context_for(request)
     await read_form(request)
     batch = await run_in_threadpool(context.batches.get, batch_id)
-    if batch is None or not principal.sees(batch.get("tenant_id")):
+    if batch is None or not principal.sees(batch.tenant_id):
         raise NotFound(f"no batch {batch_id}")
     await run_in_threadpool(context.batches.cancel, batch_id)
     return back("/ui/jobs", f"Batch {batch_id}: cancel requested.")

@@ -27,7 +27,7 @@ from inferhub.api.context import AppContext, context_of
 from inferhub.api.principal import SESSION_COOKIE, Principal, admin_principal
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import APIError, NotFound, PermissionDenied
-from inferhub.store.keys import LIMIT_NAMES
+from inferhub.tenancy.keys import LIMIT_NAMES
 from inferhub.ui import TEMPLATE_DIR
 
 CSRF_COOKIE = "inferhub_csrf"

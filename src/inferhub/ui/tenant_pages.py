@@ -13,13 +13,12 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from inferhub.api.context import AppContext
 from inferhub.api.principal import Principal
-from inferhub.errors import NotFound
-from inferhub.store.keys import ALL_SCOPES, LIMIT_NAMES
+from inferhub.errors import Conflict, NotFound
+from inferhub.tenancy.keys import ALL_SCOPES, LIMIT_NAMES
 from inferhub.ui.pages import (
     PLAYGROUND_KEY,
     FormError,
@@ -101,7 +100,7 @@ async def tenant_create(request: Request):
             tenant = await run_in_threadpool(lambda: context.admin.tenants.create(
                 name, description=text_field(form, "description"), limits=limits,
                 store_payloads=bool(form.get("store_payloads")), actor=principal.actor))  # fmt: skip
-        except IntegrityError:
+        except Conflict:
             raise FormError(f"A tenant named {name} already exists.", "name") from None
     except FormError as exc:
         return await _tenants_page(request, 422, error=exc.message, values=submitted(form))

@@ -9,7 +9,8 @@ from urllib.parse import quote
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from inferhub.store.usage import month_bounds
+from inferhub.api.usage_report import usage_report
+from inferhub.tenancy.usage import month_bounds
 from inferhub.ui.pages import context_for, lenient_int, page_router, principal_of, render, visible_tenants
 
 router = page_router()
@@ -68,12 +69,11 @@ async def usage_page(request: Request):
 @router.get("/usage.csv")
 async def usage_csv(request: Request):
     """The same CSV as ``GET /api/usage?format=csv``, with the session cookie."""
-    principal_of(request)
-    from inferhub.api.tenancy_routes import usage
-
+    principal = principal_of(request)
     query = request.query_params
-    return await usage(request, group_by=query.get("group_by", "tenant"), start=query.get("from"),
-                       end=query.get("to"), tenant_id=lenient_int(query.get("tenant_id")), format="csv")  # fmt: skip
+    return await usage_report(context_for(request), principal, group_by=query.get("group_by", "tenant"),
+                              start=query.get("from"), end=query.get("to"),
+                              tenant_id=lenient_int(query.get("tenant_id")), format="csv")  # fmt: skip
 
 
 # -- request log ---------------------------------------------------------------------------------------
