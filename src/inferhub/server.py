@@ -41,6 +41,7 @@ from inferhub.gateway.metering import Meter, PriceCache, TenantCache
 from inferhub.gateway.pipeline import Gateway
 from inferhub.gateway.registry import BackendRegistry, RoutingDefaults
 from inferhub.gateway.retry_budget import RetryBudget
+from inferhub.gateway.service import InferenceService
 from inferhub.gateway.stats import StatsRecorder
 from inferhub.gateway.usage_writer import UsageWriter
 from inferhub.health_checks import chat_model_check, database_check, embedding_model_check, redis_check
@@ -332,7 +333,8 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
         limiter = Limiter(counters, fail_open=settings.limits_failure_mode == "fail_open", metrics=metrics)
         await seed_budgets(limiter, admin_service)
         usage_writer = UsageWriter(admin_service.usage.insert_many)
-        meter = Meter(limiter, usage_writer, tenants, prices, metrics)
+        meter = Meter(limiter, tenants, prices, metrics)
+        service = InferenceService(gateway, meter, usage_writer)  # the one pipeline: routes, RAG, jobs, playground
         job_counts: dict[str, int] = {}
         budget_ratios: dict[tuple[str, str], float] = {}
         metrics.add_collector(
@@ -356,6 +358,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
             version=__version__,
             config=config_service,
             meter=meter,
+            service=service,
             admin=admin_service,
             signing_key=box.signing_key,
             admin_token_minutes=settings.admin_token_minutes,
@@ -387,7 +390,7 @@ async def serve(settings: Settings, sock: socket.socket | None) -> None:
             background.append(asyncio.create_task(metrics.share_gauges().run(), name="shared-gauges"))
         if settings.run_job_worker:
             worker = JobWorker(
-                context.jobs, gateway, meter, keys, database_url=database_url, signing_key=box.signing_key,
+                context.jobs, service, keys, database_url=database_url, signing_key=box.signing_key,
                 concurrency=settings.job_concurrency, lease_seconds=settings.job_lease_seconds,
                 retention_days=settings.job_retention_days, metrics=metrics, batches=context.batches,
                 load_key=key_repo.get, rag=context.rag,
