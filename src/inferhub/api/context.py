@@ -41,8 +41,8 @@ class AppContext:
     job_max_attempts: int = 5
     admin_token_minutes: int = 60
     admin_users: AdminUserCache | None = None  # who may hold an admin session (None without a database)
-    # The pipeline every inference request goes through; built from gateway and meter when not given
-    # (an app without a database: routed and forwarded, not metered).
+    # The pipeline every inference request goes through (server.py builds it with the meter and the usage
+    # writer); an app built without a meter (no database) gets one that routes and forwards, unmetered.
     service: InferenceService = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:

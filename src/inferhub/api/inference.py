@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import Request
 
 from inferhub.api import validation
-from inferhub.api.context import authenticated, caller_of, context_of, request_info
+from inferhub.api.context import authenticated, context_of, request_info
 from inferhub.api.disconnect import unless_client_leaves
 from inferhub.backends.base import Capability
 from inferhub.errors import APIError
@@ -65,9 +65,11 @@ async def read_body(request: Request) -> dict[str, Any]:
 def call_of(request: Request, operation: Capability, body: dict[str, Any], *, endpoint: str,
             watch: bool = False) -> Call:  # fmt: skip
     """The request as a ``Call``; from here on the service records it, refused (429, 403) or not."""
-    caller = caller_of(request)  # authenticate ran: the state is there
-    authenticated(request).metered = True  # type: ignore[union-attr]
-    return Call(caller, operation, body, endpoint, info=request_info(request),
+    known = authenticated(request)
+    if known is None:
+        raise RuntimeError("authenticate(request) must run before the request is handed to the service")
+    known.metered = True
+    return Call(known.caller, operation, body, endpoint, info=request_info(request),
                 watch=functools.partial(unless_client_leaves, request) if watch else None)  # fmt: skip
 
 

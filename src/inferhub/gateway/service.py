@@ -29,6 +29,7 @@ __all__ = [
     "Caller",
     "InferenceService",
     "MeteredWork",
+    "Operation",
     "RecordCapture",
     "RequestInfo",
     "Result",

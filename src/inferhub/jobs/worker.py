@@ -26,7 +26,7 @@ import structlog
 from inferhub.errors import APIError, UpstreamError
 from inferhub.gateway.limits import LimiterUnavailable, RateLimited
 from inferhub.gateway.pipeline import RequestMeta
-from inferhub.gateway.service import Call, InferenceService, RecordCapture, RequestInfo
+from inferhub.gateway.service import Call, InferenceService, Operation, RecordCapture, RequestInfo
 from inferhub.jobs.webhooks import WebhookCourier
 from inferhub.store.jobs import JOB_CHANNEL, JobRepository
 from inferhub.store.usage import UsageRecord
@@ -228,7 +228,7 @@ class JobWorker:
                            priority=JOB_PRIORITY_OFFSET + max(-10, min(10, job["priority"])),
                            queue_timeout=600.0)  # fmt: skip
 
-    def _job_call(self, key: Any, job: dict[str, Any], operation: Any, body: dict[str, Any]) -> Call:
+    def _job_call(self, key: Any, job: dict[str, Any], operation: Operation, body: dict[str, Any]) -> Call:
         return Call(self.service.caller(key), operation, body, f"/v1/jobs:{job['type']}",
                     info=RequestInfo(request_id=f"job:{job['id']}"), meta=self._meta(key, job))  # fmt: skip
 
@@ -242,7 +242,8 @@ class JobWorker:
             return await self._ingest(job, key, body)
         capture = RecordCapture()
         try:
-            done = await self.service.with_sink(capture).call(self._job_call(key, job, CAPABILITY[job["type"]], body))
+            call = self._job_call(key, job, CAPABILITY[job["type"]], body)  # type: ignore[arg-type]
+            done = await self.service.with_sink(capture).call(call)
         except APIError as exc:
             raise _refused_or_failed(exc, capture.take()) from None
         return done.body, capture.take()

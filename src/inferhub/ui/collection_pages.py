@@ -212,7 +212,8 @@ async def playground_page(request: Request):
 
 @router.post("/playground/chat")
 async def playground_chat(request: Request):
-    """Stream a chat completion (OpenAI SSE) through the gateway pipeline, metered on the tenant."""
+    """Stream a chat completion (OpenAI SSE) through the inference service, metered on the tenant's (or the
+    platform's) playground key; a collection's retrieval is metered too, as the API's is."""
     principal = principal_of(request)
     context = context_for(request)
     check_csrf(request, request.headers.get("x-csrf-token", ""))
