@@ -73,6 +73,13 @@ class PayloadTooLarge(APIError):
     code = "request_too_large"
 
 
+class ClientDisconnected(APIError):
+    """The client closed the connection before the answer was ready (nginx's 499 "client closed request")."""
+
+    status_code = 499
+    code = "client_closed_request"
+
+
 class UpstreamError(APIError):
     """A backend failed: 502 (bad answer, refused), 503 (none available), 504 (timeout)."""
 

@@ -41,6 +41,7 @@ from inferhub.gateway.metering import Meter, PriceCache, TenantCache
 from inferhub.gateway.pipeline import Gateway
 from inferhub.gateway.registry import BackendRegistry, RoutingDefaults
 from inferhub.gateway.retry_budget import RetryBudget
+from inferhub.gateway.service import InferenceService
 from inferhub.gateway.stats import StatsRecorder
 from inferhub.gateway.usage_writer import UsageWriter
 from inferhub.health_checks import chat_model_check, database_check, embedding_model_check, redis_check
@@ -210,8 +211,9 @@ async def _build(stack: AsyncExitStack, settings: Settings, observability: Obser
     gateway = build_gateway(settings, registry, stats, observability)
     limiter = await _limiter(stack, settings, stores, metrics)
     usage_writer = UsageWriter(stores.admin.usage.insert_many)
-    meter = build_meter(limiter, usage_writer, caches, metrics)
-    context = _app_context(settings, stores, caches, gateway, registry, meter, models, metrics)
+    meter = build_meter(limiter, caches, metrics)
+    service = InferenceService(gateway, meter, usage_writer)  # the one pipeline: routes, RAG, jobs, playground
+    context = _app_context(settings, stores, caches, gateway, registry, service, models, metrics)
     _add_health_checks(context, stores.db, models, limiter)
 
     services = Services(settings, context, observability, database_url, embedded_database=embedded)
@@ -428,9 +430,9 @@ async def _limiter(stack: AsyncExitStack, settings: Settings, stores: Stores, me
     return limiter
 
 
-def build_meter(limiter: Limiter, usage_writer: UsageWriter, caches: Caches, metrics: Metrics) -> Meter:
-    """Allow-lists, limits and usage records."""
-    return Meter(limiter, usage_writer, caches.tenants, caches.prices, metrics)
+def build_meter(limiter: Limiter, caches: Caches, metrics: Metrics) -> Meter:
+    """Allow-lists, limits and the usage record's fields (the InferenceService hands it to its sink)."""
+    return Meter(limiter, caches.tenants, caches.prices, metrics)
 
 
 def _app_context(
@@ -439,7 +441,7 @@ def _app_context(
     caches: Caches,
     gateway: Gateway,
     registry: BackendRegistry,
-    meter: Meter,
+    service: InferenceService,
     models: LocalModels,
     metrics: Metrics,
 ) -> AppContext:
@@ -452,7 +454,8 @@ def _app_context(
         default_chat_model=settings.local_chat_model if models.chat else None,
         version=__version__,
         config=stores.config,
-        meter=meter,
+        meter=service.meter,
+        service=service,
         admin=stores.admin,
         signing_key=stores.box.signing_key,
         admin_token_minutes=settings.admin_token_minutes,
@@ -480,7 +483,7 @@ def build_job_worker(
 ) -> JobWorker:
     """The loop that runs queued jobs and batches through the same gateway and meter."""
     return JobWorker(
-        context.jobs, context.gateway, context.meter, context.keys, database_url=database_url,
+        context.jobs, context.service, context.keys, database_url=database_url,
         signing_key=context.signing_key, concurrency=settings.job_concurrency,
         lease_seconds=settings.job_lease_seconds, retention_days=settings.job_retention_days, metrics=metrics,
         batches=context.batches, load_key=stores.keys.get, rag=context.rag,

@@ -193,3 +193,55 @@ def test_the_playground_in_a_browser_offers_and_cites_the_platform_collection(se
             assert errors == []
         finally:
             chromium.close()
+
+
+def test_the_playground_meters_its_retrieval_like_the_api(server: InferhubProcess, browser: httpx.Client) -> None:
+    """The playground goes through the same service as the API: its retrieval leaves a ``rag.retrieval``
+    usage record on the dashboard's key, as chat with ``collections`` does on the caller's."""
+    api = httpx.Client(base_url=f"{server.url}/v1", headers=server.headers, timeout=120)
+    if api.get("/collections/metered-notes").status_code == 404:
+        assert api.post("/collections", json={"name": "metered-notes"}).status_code == 201
+        text = "The bike shed is swept every Wednesday morning."
+        doc = api.post("/collections/metered-notes/documents", json={"text": text, "title": "Bike shed"})
+        _wait_ready(server, "metered-notes", doc.json()["id"])
+    collection_id = api.get("/collections/metered-notes").json()["id"]
+    admin = httpx.Client(base_url=server.url, headers=server.headers, timeout=30)
+    latest = admin.get("/api/request-log", params={"limit": 1}).json()["data"]
+    since = latest[0]["id"] if latest else 0
+    question = [{"role": "user", "content": "When is the bike shed swept?"}]
+
+    answered = api.post("/chat/completions", json={"model": "smollm2", "max_tokens": 8, "messages": question,
+                                                   "collections": ["metered-notes"]})  # fmt: skip
+    assert answered.status_code == 200, answered.text
+    body = {"tenant_id": "", "model": "smollm2", "collection": f"#{collection_id}", "max_tokens": 8,
+            "messages": question}  # fmt: skip
+    headers = {"X-CSRF-Token": _csrf(browser), "Content-Type": "application/json"}
+    with browser.stream("POST", "/ui/playground/chat", content=orjson.dumps(body), headers=headers) as reply:
+        assert reply.status_code == 200, reply.read()
+        assert any(line.startswith("data: [DONE]") for line in reply.iter_lines())
+
+    keys = orjson.loads(server.cli("keys", "list", "--json").stdout)
+    playground = next(k for k in keys if k["name"] == "ui-playground" and k["tenant_id"] is None)
+    caller = next(k for k in keys if server.api_key.startswith(k["prefix"]))
+
+    def retrievals() -> dict[int, list[dict]] | None:
+        rows = [r for r in admin.get("/api/request-log", params={"limit": 1000}).json()["data"] if r["id"] > since]
+        found = {key["id"]: [r for r in rows if r["key_id"] == key["id"] and r["endpoint"] == "rag.retrieval"]
+                 for key in (playground, caller)}  # fmt: skip
+        chats = [r for r in rows if r["key_id"] == playground["id"] and r["endpoint"] == "/v1/chat/completions"]
+        return found if all(found.values()) and chats else None
+
+    found = _poll(retrievals, "the retrieval usage records of the API and of the playground")
+    for key in (playground, caller):
+        (record,) = found[key["id"]]
+        assert (record["status"], record["model"]) == (200, "all-minilm-l6-v2"), record
+        assert record["prompt_tokens"] > 0, record  # the query's embedding is billed
+    assert found[playground["id"]][0]["prompt_tokens"] == found[caller["id"]][0]["prompt_tokens"]  # same question
+
+
+def _poll(condition, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return result

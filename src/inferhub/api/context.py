@@ -11,9 +11,11 @@ from fastapi import Request
 
 from inferhub.errors import APIError
 from inferhub.gateway.auth import AdminUserCache, KeyCache, require_scope
-from inferhub.gateway.pipeline import Gateway, RequestMeta, Routed
+from inferhub.gateway.metering import Meter
+from inferhub.gateway.pipeline import Gateway, RequestMeta
 from inferhub.gateway.registry import BackendRegistry
-from inferhub.tenancy.keys import KeyRecord, fair_queue_weight
+from inferhub.gateway.service import Caller, InferenceService, RequestInfo, fair_queue_meta
+from inferhub.tenancy.keys import KeyRecord
 
 if TYPE_CHECKING:  # types only: these modules import the API layer's neighbours, not the other way round
     from inferhub.gateway.metering import Meter
@@ -37,8 +39,8 @@ class AppContext:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     version: str = "0.1.0"
     stopping: bool = False  # SIGTERM received: draining (Connection: close, not ready) before the stop
-    config: ConfigService | None = None  # admin operations
-    meter: Meter | None = None  # allow-lists, limits, usage records
+    config: ConfigService | None = None  # admin operations (None without a database)
+    meter: Meter | None = None  # allow-lists, limits, the tenant cache (None without a database)
     admin: AdminService | None = None  # tenants, keys, users, usage queries
     signing_key: bytes = b""  # admin session JWTs and webhook secrets
     jobs: JobRepository | None = None
@@ -49,75 +51,82 @@ class AppContext:
     job_max_attempts: int = 5
     admin_token_minutes: int = 60
     admin_users: AdminUserCache | None = None  # who may hold an admin session (None without a database)
+    # The pipeline every inference request goes through (server.py builds it with the meter and the usage
+    # writer); an app built without a meter (no database) gets one that routes and forwards, unmetered.
+    service: InferenceService = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.service is None:
+            if self.meter is not None:
+                raise ValueError("a context with a meter needs its InferenceService (built with the usage sink)")
+            self.service = InferenceService(self.gateway, None)
+
+
+@dataclass(slots=True)
+class Authenticated:
+    """What ``authenticate`` leaves on ``request.state.auth``, the one object the routes keep there.
+
+    The caller is known even when its key lacks the route's scope: a refused inference request is billed
+    to it. ``body`` and ``metered`` serve the usage record of a request refused before the pipeline saw it.
+    """
+
+    caller: Caller
+    body: dict[str, Any] | None = None  # the parsed body (its model), once read
+    metered: bool = False  # the service took the request: it records it, refused or not
 
 
 def context_of(request: Request) -> AppContext:
     return request.app.state.context
 
 
+def authenticated(request: Request) -> Authenticated | None:
+    """The request's caller, if ``authenticate`` has seen a valid key."""
+    return getattr(request.state, "auth", None)
+
+
 def authenticate(request: Request, scope: str = "inference") -> KeyRecord:
+    """The request's key (401 without a valid one, 403 without ``scope``); its caller is resolved once."""
     record = context_of(request).keys.authenticate(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
-    request.state.caller = record  # known, if not yet allowed: a refused inference request is billed to it
+    known = authenticated(request)
+    if known is None or known.caller.key.id != record.id:
+        known = Authenticated(context_of(request).service.caller(record))
+        request.state.auth = known
     require_scope(record, scope)
-    request.state.key = record
-    structlog.contextvars.bind_contextvars(key_prefix=record.prefix, tenant=_tenant_name(request, record))
+    structlog.contextvars.bind_contextvars(key_prefix=record.prefix, tenant=known.caller.name)
     return record
 
 
-def _tenant_name(request: Request, record: KeyRecord) -> str:
-    """What log lines call the key's owner: its tenant's name (from the in-memory cache), or ``platform``."""
-    meter = context_of(request).meter
-    tenant = meter.tenants.get(record.tenant_id) if meter is not None else None
-    if tenant is not None:
-        return tenant.name
-    return "platform" if record.tenant_id is None else str(record.tenant_id)
+def caller_of(request: Request) -> Caller:
+    """The caller ``authenticate`` resolved (call it first)."""
+    known = authenticated(request)
+    if known is None:
+        raise RuntimeError("authenticate(request) must run before the caller is asked for")
+    return known.caller
 
 
-_PRIORITIES = {"low": -10, "normal": 0, "high": 10}
-
-
-def request_meta(request: Request) -> RequestMeta:
-    """Fair-queue party and weight, priority (``X-Priority: low|normal|high`` or -100..100) and affinity key.
-
-    The party is the key's tenant (a key without a tenant is its own party); its weight, the ``weight``
-    in the tenant's (or that key's) limits, is how many turns in a row it gets in a saturated model's queue.
-    """
-    record: KeyRecord | None = getattr(request.state, "key", None)
-    raw = request.headers.get("x-priority", "").strip().lower()
-    if raw in _PRIORITIES:
-        priority = _PRIORITIES[raw]
-    elif raw.lstrip("-").isdigit():
-        priority = max(-100, min(100, int(raw)))
-    elif raw:
-        raise APIError("X-Priority: expected low, normal, high or an integer", param="X-Priority")
-    else:
-        priority = 0
-    if record is None:
-        return RequestMeta(priority=priority, affinity_key=request.headers.get("x-session-id") or None)
-    if record.tenant_id is None:
-        party, weight = f"key:{record.id}", fair_queue_weight(record.limits)
-    else:
-        meter = context_of(request).meter
-        tenant = meter.tenants.get(record.tenant_id) if meter is not None else None
-        party, weight = f"tenant:{record.tenant_id}", fair_queue_weight(tenant.limits) if tenant else 1
-    return RequestMeta(
-        party=party,
-        priority=max(-100, min(100, priority + record.priority)),
-        weight=weight,
-        affinity_key=request.headers.get("x-session-id") or None,
+def request_info(request: Request, *, with_size: bool = True) -> RequestInfo:
+    """Client address, body size (Content-Length), X-Priority and X-Session-Id, as the pipeline takes them."""
+    length = request.headers.get("content-length") or ""
+    return RequestInfo(
+        client_ip=request.client.host if request.client else None,
+        request_bytes=int(length) if with_size and length.isdigit() else 0,
+        priority=request.headers.get("x-priority", ""),
+        session_id=request.headers.get("x-session-id") or None,
     )
 
 
-def routing_headers(routed: Routed) -> dict[str, str]:
-    """Which backend and model answered; on a fallback, which model was asked for."""
-    headers = {"x-inferhub-backend": routed.backend.id, "x-inferhub-model": routed.served_model}
-    if routed.fell_back:
-        headers["x-inferhub-fallback-from"] = routed.requested_model
-    if routed.attempts > 1:
-        headers["x-inferhub-attempts"] = str(routed.attempts)
-    return headers
+def request_meta(request: Request) -> RequestMeta:
+    """Fair-queue terms for a gateway call outside the metered pipeline (e.g. a new collection's probe).
+
+    The party is the key's tenant (a key without a tenant is its own party), weighted by the tenant's
+    ``weight``; priority is ``X-Priority`` (``low|normal|high`` or -100..100) plus the key's.
+    """
+    known = authenticated(request)
+    if known is None:
+        return RequestMeta(affinity_key=request.headers.get("x-session-id") or None)
+    return fair_queue_meta(known.caller, request_info(request))
 
 
 def pick_default_chat_model(context: AppContext) -> str:

@@ -16,14 +16,11 @@ from typing import TypeVar
 
 from fastapi import Request
 
-from inferhub.errors import APIError
+from inferhub.errors import ClientDisconnected
 
 T = TypeVar("T")
 
-
-class ClientDisconnected(APIError):
-    status_code = 499
-    code = "client_closed_request"
+__all__ = ["ClientDisconnected", "unless_client_leaves"]
 
 
 async def unless_client_leaves(request: Request, call: Awaitable[T]) -> T:

@@ -17,7 +17,7 @@ router = APIRouter(tags=["Shortcut"])
 @inference.metered("/generate")
 async def generate(request: Request):
     authenticate(request)
-    body = request.state.body = validation.parse_json_object(await request.body())
+    body = await inference.read_body(request)
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequest("prompt: expected a non-empty string", param="prompt", code="invalid_value")
@@ -32,7 +32,8 @@ async def generate(request: Request):
     chat = {"model": model, "messages": messages, "max_tokens": body.get("max_tokens", 256)}
     if body.get("temperature") is not None:
         chat["temperature"] = body["temperature"]
-    _, result, headers = await inference.run(request, "chat", chat, endpoint="/generate")
+    answer = await inference.run(request, "chat", chat, endpoint="/generate")
+    result, headers = answer.body, answer.headers
     choice = result["choices"][0]
     return ORJSONResponse(
         {

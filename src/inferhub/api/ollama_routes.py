@@ -27,17 +27,11 @@ OLLAMA_API_VERSION = "0.12.0"
 NDJSON = "application/x-ndjson"
 
 
-async def _read(request: Request) -> dict:
-    body = validation.parse_json_object(await request.body())
-    request.state.body = body  # for the usage record of a request refused by validation
-    return body
-
-
 @router.post("/chat", openapi_extra=body_schema("OllamaChatRequest"))
 @inference.metered("/api/chat")
 async def chat(request: Request):
     authenticate(request)
-    body = await _read(request)
+    body = await inference.read_body(request)
     validation.check_ollama_chat(body)
     openai_body = translate.ollama_chat_to_openai_request(body)
     return await _respond(request, "chat", openai_body, model=body["model"], stream=body.get("stream", True),
@@ -48,7 +42,7 @@ async def chat(request: Request):
 @inference.metered("/api/generate")
 async def generate(request: Request):
     authenticate(request)
-    body = await _read(request)
+    body = await inference.read_body(request)
     validation.check_ollama_generate(body)
     if not body.get("prompt"):
         # Ollama answers an empty prompt by loading the model; every model here is loaded already.
@@ -63,12 +57,13 @@ async def generate(request: Request):
 @inference.metered("/api/embed")
 async def embed(request: Request):
     authenticate(request)
-    body = await _read(request)
+    body = await inference.read_body(request)
     inputs = validation.check_embeddings(body)
     started = time.perf_counter_ns()
-    _, result, headers = await inference.run(
+    answer = await inference.run(
         request, "embeddings", {"model": body["model"], "input": inputs}, endpoint="/api/embed"
     )
+    result, headers = answer.body, answer.headers
     return ORJSONResponse(
         {
             "model": body["model"],
@@ -86,15 +81,15 @@ async def embed(request: Request):
 async def embeddings_legacy(request: Request):
     """The older single-prompt form: ``{"model", "prompt"}`` → ``{"embedding": [...]}``."""
     authenticate(request)
-    body = await _read(request)
+    body = await inference.read_body(request)
     validation.require_model(body)
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise InvalidRequest("prompt: expected a non-empty string", param="prompt")
-    _, result, headers = await inference.run(
+    result = await inference.run(
         request, "embeddings", {"model": body["model"], "input": [prompt]}, endpoint="/api/embeddings"
     )
-    return ORJSONResponse({"embedding": result["data"][0]["embedding"]}, headers=headers)
+    return ORJSONResponse({"embedding": result.body["data"][0]["embedding"]}, headers=result.headers)
 
 
 @router.get("/tags")
@@ -133,10 +128,12 @@ async def _respond(
     request: Request, capability: str, body: dict, *, model: str, stream: bool, endpoint: str, generate: bool = False
 ):
     if stream:
-        opened, headers = await inference.open_stream(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
-        return StreamingResponse(ollama_ndjson(opened, model, generate=generate), media_type=NDJSON, headers=headers)
+        opened = await inference.open_stream(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
+        return StreamingResponse(ollama_ndjson(opened.stream, model, generate=generate), media_type=NDJSON,
+                                 headers=opened.headers)  # fmt: skip
     started = time.perf_counter_ns()
-    _, result, headers = await inference.run(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
+    answer = await inference.run(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
+    result, headers = answer.body, answer.headers
     elapsed = time.perf_counter_ns() - started
     if generate:
         return ORJSONResponse(translate.openai_to_ollama_generate_response(result, model, elapsed), headers=headers)

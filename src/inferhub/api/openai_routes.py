@@ -16,17 +16,11 @@ from inferhub.api.streaming import SSE_HEADERS, openai_sse
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
 
-async def _read(request: Request) -> dict:
-    body = validation.parse_json_object(await request.body())
-    request.state.body = body  # for the usage record of a request refused by validation
-    return body
-
-
 @router.post("/chat/completions", openapi_extra=body_schema("ChatCompletionRequest"))
 @inference.metered("/v1/chat/completions")
 async def chat_completions(request: Request):
     authenticate(request)
-    body = await _read(request)
+    body = await inference.read_body(request)
     validation.check_chat(body)
     if body.get("collections") is not None:  # RAG without client changes: answer from these collections
         from inferhub.api.rag_routes import chat_with_collections
@@ -39,7 +33,7 @@ async def chat_completions(request: Request):
 @inference.metered("/v1/completions")
 async def completions(request: Request):
     authenticate(request)
-    body = await _read(request)
+    body = await inference.read_body(request)
     validation.check_completion(body)
     return await _respond(request, "completions", body, "/v1/completions")
 
@@ -48,10 +42,10 @@ async def completions(request: Request):
 @inference.metered("/v1/embeddings")
 async def embeddings(request: Request):
     authenticate(request)
-    body = await _read(request)
+    body = await inference.read_body(request)
     validation.check_embeddings(body)
-    _, result, headers = await inference.run(request, "embeddings", body, endpoint="/v1/embeddings")
-    return ORJSONResponse(result, headers=headers)
+    result = await inference.run(request, "embeddings", body, endpoint="/v1/embeddings")
+    return ORJSONResponse(result.body, headers=result.headers)
 
 
 @router.get("/models")
@@ -70,10 +64,10 @@ async def list_models(request: Request):
 async def _respond(request: Request, capability: str, body: dict, endpoint: str):
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        stream, headers = await inference.open_stream(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
+        opened = await inference.open_stream(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
         return StreamingResponse(
-            openai_sse(stream, include_usage=include_usage), media_type="text/event-stream",
-            headers={**SSE_HEADERS, **headers},
+            openai_sse(opened.stream, include_usage=include_usage), media_type="text/event-stream",
+            headers={**SSE_HEADERS, **opened.headers},
         )  # fmt: skip
-    _, result, headers = await inference.run(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
-    return ORJSONResponse(result, headers=headers)
+    result = await inference.run(request, capability, body, endpoint=endpoint)  # type: ignore[arg-type]
+    return ORJSONResponse(result.body, headers=result.headers)

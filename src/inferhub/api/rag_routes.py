@@ -17,16 +17,23 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from inferhub.api import inference, validation
-from inferhub.api.context import authenticate, context_of, request_meta
+from inferhub.api.context import authenticate, caller_of, context_of, request_info, request_meta
 from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.streaming import SSE_HEADERS, openai_sse
 from inferhub.errors import APIError, InvalidRequest, NotFound, PgvectorMissing
 from inferhub.rag.extract import SUPPORTED, detect_mime
-from inferhub.rag.service import NO_ANSWER, build_messages, citations, extractive_answer, relevant
+from inferhub.rag.service import (
+    NO_ANSWER,
+    RETRIEVAL_ENDPOINT,
+    build_messages,
+    citations,
+    extractive_answer,
+    metered_search,
+    relevant,
+    retrieval_call,
+)
 from inferhub.tenancy.keys import KeyRecord
-
-RETRIEVAL_ENDPOINT = "rag.retrieval"
 
 router = APIRouter(prefix="/v1", tags=["RAG"])
 MODES = ("hybrid", "vector", "keyword")
@@ -273,45 +280,27 @@ async def search(request: Request, name: str):
     body = validation.parse_json_object(await request.body())
     query, top_k, mode, filter = _search_args(body)
     collection = await _collection(request, record, name)
-    hits = await _metered_search(request, record, [collection], query, top_k=top_k, mode=mode, filter=filter,
+    hits = await _metered_search(request, [collection], query, top_k=top_k, mode=mode, filter=filter,
                                  endpoint="/v1/collections/{name}/search")  # fmt: skip
     return ORJSONResponse({"object": "list", "query": query, "mode": mode, "data": [h.public() for h in hits]})
 
 
-async def _metered_search(request: Request, record: KeyRecord, collections: list[dict], query: str, *, top_k: int,
-                          mode: str, filter: dict | None, endpoint: str = RETRIEVAL_ENDPOINT) -> list:  # fmt: skip
-    """Search with the key's limits and a usage record: embedding the query is work done for the key.
-
-    The retrieval step of ``/v1/rag/query`` and of chat with ``collections`` gets a record of its own
-    (endpoint ``rag.retrieval``), apart from the chat completion's.
-    """
+async def _metered_search(request: Request, collections: list[dict], query: str, *, top_k: int, mode: str,
+                          filter: dict | None, endpoint: str = RETRIEVAL_ENDPOINT) -> list:  # fmt: skip
+    """Search with the key's limits and a usage record (the service's): embedding the query is work done
+    for the key. The retrieval step of ``/v1/rag/query`` and of chat with ``collections`` gets a record of
+    its own (endpoint ``rag.retrieval``), apart from the chat completion's."""
     context, rag = _rag(request)
-    meter = context.meter
-    if meter is None:
-        hits, _ = await rag.search_with_usage(collections, query, top_k=top_k, mode=mode, filter=filter,
-                                              meta=request_meta(request))  # fmt: skip
-        return hits
-    ticket = await meter.begin(record, endpoint=endpoint, model=collections[0]["embedding_model"],
-                               client_ip=request.client.host if request.client else None)  # fmt: skip
-    try:
-        hits, tokens = await rag.search_with_usage(collections, query, top_k=top_k, mode=mode, filter=filter,
-                                                   meta=request_meta(request))  # fmt: skip
-    except APIError as exc:
-        await meter.finish(ticket, status=exc.status_code)
-        exc.headers = {**ticket.headers, **exc.headers}
-        raise
-    except BaseException:
-        await meter.finish(ticket, status=500)
-        raise
-    await meter.finish(ticket, status=200, prompt_tokens=tokens)
-    return hits
+    call = retrieval_call(caller_of(request), collections, request_info(request, with_size=False), endpoint)
+    return await metered_search(context.service, rag, call, collections, query, top_k=top_k, mode=mode,
+                                filter=filter)  # fmt: skip
 
 
 async def _retrieve(request: Request, record: KeyRecord, names: Any, query: str, top_k: int, filter=None):
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise InvalidRequest("collections: a non-empty array of collection names", param="collections")
     collections = [await _collection(request, record, n) for n in names]
-    return relevant(await _metered_search(request, record, collections, query, top_k=top_k, mode="hybrid",
+    return relevant(await _metered_search(request, collections, query, top_k=top_k, mode="hybrid",
                                           filter=filter))  # fmt: skip
 
 
@@ -344,15 +333,14 @@ async def rag_query(request: Request):
     if body.get("temperature") is not None:
         chat["temperature"] = body["temperature"]
     if stream:
-        opened, headers = await inference.open_stream(
-            request, "chat", {**chat, "stream": True}, endpoint="/v1/rag/query"
-        )
+        opened = await inference.open_stream(request, "chat", {**chat, "stream": True}, endpoint="/v1/rag/query")
         return StreamingResponse(
-            _with_citations(openai_sse(opened, include_usage=True), hits),
+            _with_citations(openai_sse(opened.stream, include_usage=True), hits),
             media_type="text/event-stream",
-            headers={**SSE_HEADERS, **headers},
+            headers={**SSE_HEADERS, **opened.headers},
         )
-    routed, result, headers = await inference.run(request, "chat", chat, endpoint="/v1/rag/query")
+    done = await inference.run(request, "chat", chat, endpoint="/v1/rag/query")
+    routed, result, headers = done.routed, done.body, done.headers
     answer = (result["choices"][0].get("message") or {}).get("content") or ""
     return ORJSONResponse(
         {
@@ -412,11 +400,11 @@ async def chat_with_collections(request: Request, body: dict[str, Any], endpoint
         body = {**body, "messages": [grounding, *body["messages"]]}
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        opened, headers = await inference.open_stream(request, "chat", body, endpoint=endpoint)
+        opened = await inference.open_stream(request, "chat", body, endpoint=endpoint)
         return StreamingResponse(
-            _with_citations(openai_sse(opened, include_usage=include_usage), hits),
+            _with_citations(openai_sse(opened.stream, include_usage=include_usage), hits),
             media_type="text/event-stream",
-            headers={**SSE_HEADERS, **headers},
+            headers={**SSE_HEADERS, **opened.headers},
         )
-    _, result, headers = await inference.run(request, "chat", body, endpoint=endpoint)
-    return ORJSONResponse({**result, "citations": citations(hits)}, headers=headers)
+    result = await inference.run(request, "chat", body, endpoint=endpoint)
+    return ORJSONResponse({**result.body, "citations": citations(hits)}, headers=result.headers)

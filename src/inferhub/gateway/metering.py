@@ -1,9 +1,10 @@
 """Meter: what happens around every inference request for a tenant.
 
-``begin`` checks the key's model allow-list and the limits of the key and its
-tenant (429 with OpenAI's rate-limit headers when over); ``finish`` computes the
-cost at today's price, leaves one usage record and counts the tokens against the
-limits and budgets, even when the request's task is being cancelled. Cost is
+``admit`` checks the key's model allow-list and the limits of the key and its
+tenant (429 with OpenAI's rate-limit headers when over); ``close`` computes the
+cost at today's price and builds the request's one usage record; ``settle`` counts
+the tokens against the limits and budgets, even when the request's task is being
+cancelled. ``gateway.service`` is the one caller that strings these together. Cost is
 fixed at record time, so a later price change does not rewrite history.
 """
 
@@ -17,9 +18,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from inferhub.errors import APIError, PermissionDenied
+from inferhub.errors import PermissionDenied
 from inferhub.gateway.limits import Admission, Limiter, Scope
-from inferhub.gateway.usage_writer import UsageWriter
 from inferhub.tenancy.keys import WEIGHT, KeyRecord
 from inferhub.tenancy.tenants import TenantRecord
 from inferhub.tenancy.usage import Price, UsageRecord
@@ -72,65 +72,46 @@ class Ticket:
 
 
 class Meter:
-    def __init__(self, limiter: Limiter, writer: UsageWriter, tenants: TenantCache, prices: PriceCache,
-                 metrics: Any = None) -> None:  # fmt: skip
+    """Allow-list, limits, cost and the usage record of one request; where the record goes is the caller's
+    (``gateway.service.InferenceService`` hands it to its sink), so the meter holds no writer."""
+
+    def __init__(self, limiter: Limiter, tenants: TenantCache, prices: PriceCache, metrics: Any = None) -> None:
         self.limiter = limiter
-        self.writer = writer
         self.tenants = tenants
         self.prices = prices
         self.metrics = metrics
         self._settling: set[asyncio.Task] = set()
 
-    async def begin(self, key: KeyRecord, *, endpoint: str, model: str, client_ip: str | None = None,
-                    request_bytes: int = 0, request_id: str | None = None) -> Ticket:  # fmt: skip
-        tenant = self.tenants.get(key.tenant_id)
+    def ticket(self, key: KeyRecord, tenant: TenantRecord | None, *, endpoint: str, model: str,
+               client_ip: str | None = None, request_bytes: int = 0,
+               request_id: str | None = None) -> Ticket:  # fmt: skip
+        """The request's ticket, not yet admitted: closing it leaves a record and counts nothing."""
         ticket = Ticket(key, tenant, endpoint, model, Admission(scopes=[]), client_ip, request_bytes)
         if request_id:
             ticket.request_id = request_id
-        try:
-            if not key.allows_model(model):
-                raise PermissionDenied(
-                    f"API key {key.prefix}… may not use model '{model}' (allowed: {', '.join(key.allowed_models)})",
-                    code="model_not_allowed", param="model",
-                )  # fmt: skip
-            scopes = [Scope("key", key.id, _counted(key.limits), key.prefix)]
-            if tenant is not None:
-                scopes.append(Scope("tenant", tenant.id, _counted(tenant.limits), tenant.name))
-            ticket.admission = await self.limiter.admit(scopes)
-        except APIError as exc:  # refused requests are in the request log too
-            await self.finish(ticket, status=exc.status_code)
-            raise
         return ticket
 
-    async def refused(self, key: KeyRecord, *, endpoint: str, model: str, status: int, client_ip: str | None = None,
-                      request_bytes: int = 0) -> None:  # fmt: skip
-        """The usage record of a request refused before ``begin`` (bad input, a missing scope); nothing is counted."""
-        ticket = Ticket(key, self.tenants.get(key.tenant_id), endpoint, model, Admission(scopes=[]), client_ip,
-                        request_bytes)  # fmt: skip
-        await self.finish(ticket, status=status)
+    async def admit(self, ticket: Ticket) -> None:
+        """The key's model allow-list, then the limits of the key and its tenant (429 with rate-limit headers)."""
+        key, tenant, model = ticket.key, ticket.tenant, ticket.model
+        if not key.allows_model(model):
+            raise PermissionDenied(
+                f"API key {key.prefix}… may not use model '{model}' (allowed: {', '.join(key.allowed_models)})",
+                code="model_not_allowed", param="model",
+            )  # fmt: skip
+        scopes = [Scope("key", key.id, _counted(key.limits), key.prefix)]
+        if tenant is not None:
+            scopes.append(Scope("tenant", tenant.id, _counted(tenant.limits), tenant.name))
+        ticket.admission = await self.limiter.admit(scopes)
 
-    async def finish(self, ticket: Ticket, **outcome: Any) -> None:
-        """Queue the request's usage record for the batched writer, then settle its limits.
+    async def settle(self, ticket: Ticket, record: UsageRecord) -> None:
+        """Count the request's tokens and cost against its limits and give back its concurrency slot.
 
-        Cancellation-safe: the record is queued synchronously, before anything can be
-        cancelled, and the limiter is settled in a task of its own. A client that goes
-        away mid-stream makes Starlette cancel the request's task, and inside a cancelled
-        scope every ``await`` is cancelled too; the record and the concurrency slot
-        (in Redis) must not go with it.
+        Cancellation-safe: the limiter is settled in a task of its own. A client that goes away
+        mid-stream makes Starlette cancel the request's task, and inside a cancelled scope every
+        ``await`` is cancelled too; the concurrency slot (in Redis) must not go with it. (The record
+        itself is handed on synchronously by the caller, before this is awaited.)
         """
-        record = self._close(ticket, **outcome)
-        if record is not None:
-            self.writer.add(record)
-            await self._settle_limits(ticket, record)
-
-    async def settle(self, ticket: Ticket, **outcome: Any) -> UsageRecord | None:
-        """Settle the request's limits and return its usage record (the caller stores it)."""
-        record = self._close(ticket, **outcome)
-        if record is not None:
-            await self._settle_limits(ticket, record)
-        return record
-
-    async def _settle_limits(self, ticket: Ticket, record: UsageRecord) -> None:
         if not ticket.admission.scopes:
             return  # nothing counted, nothing to give back
         task = asyncio.ensure_future(
@@ -140,7 +121,7 @@ class Meter:
         task.add_done_callback(self._settling.discard)
         await asyncio.shield(task)
 
-    def _close(self, ticket: Ticket, *, status: int, served_model: str | None = None, backend: str | None = None,
+    def close(self, ticket: Ticket, *, status: int, served_model: str | None = None, backend: str | None = None,
                prompt_tokens: int = 0, completion_tokens: int = 0, ttft: float | None = None,
                response_bytes: int = 0, prompt: Any = None, completion: str | None = None,
                ) -> UsageRecord | None:  # fmt: skip

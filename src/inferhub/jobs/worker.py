@@ -1,4 +1,4 @@
-"""JobWorker: claims jobs from PostgreSQL and runs them through the same pipeline as live requests.
+"""JobWorker: claims jobs from PostgreSQL and runs them through the same InferenceService as live requests.
 
 Jobs run at a lower priority than interactive traffic (``JOB_PRIORITY_OFFSET``):
 when a backend is saturated, queued interactive requests get each freed slot
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import os
 import socket
 import uuid
@@ -26,7 +25,8 @@ import structlog
 
 from inferhub.errors import APIError, UpstreamError
 from inferhub.gateway.limits import LimiterUnavailable, RateLimited
-from inferhub.gateway.pipeline import Gateway, RequestMeta
+from inferhub.gateway.pipeline import RequestMeta
+from inferhub.gateway.service import Call, InferenceService, Operation, RecordCapture, RequestInfo
 from inferhub.jobs.webhooks import WebhookCourier
 from inferhub.store.jobs import JOB_CHANNEL, JobRepository
 from inferhub.tenancy.usage import UsageRecord
@@ -39,19 +39,16 @@ RETENTION_INTERVAL_SECONDS = 600.0
 
 
 class JobWorker:
-    def __init__(self, repo: JobRepository, gateway: Gateway, meter: Any, keys: Any, *, database_url: str,
+    def __init__(self, repo: JobRepository, service: InferenceService, keys: Any, *, database_url: str,
                  signing_key: bytes, concurrency: int = 4, lease_seconds: float = 30.0,
                  retention_days: int = 30, metrics: Any = None, batches: Any = None,
                  load_key: Any = None, rag: Any = None) -> None:  # fmt: skip
         self.repo = repo
-        self.gateway = gateway
-        # The worker's own view of the meter: a refused admission's usage record is captured here instead of
-        # going to the shared usage writer. A job's one usage record is written by ``repo.finish`` with its
-        # outcome, so a deferred attempt leaves none and a later success is not shadowed by it.
-        self._refusals = _RefusalCapture()
-        self.meter = copy.copy(meter) if meter is not None else None
-        if self.meter is not None:
-            self.meter.writer = self._refusals
+        # The same pipeline as live requests; each job's call hands its usage record back (``RecordCapture``)
+        # instead of giving it to the shared usage writer. A job's one usage record is written by
+        # ``repo.finish`` with its outcome, so a deferred attempt leaves none and a later success is not
+        # shadowed by it.
+        self.service = service
         self.keys = keys
         self.database_url = database_url
         self.signing_key = signing_key
@@ -226,24 +223,14 @@ class JobWorker:
                                    status_code=401, code=f"key_{reason}"))  # fmt: skip
         return key
 
-    async def _admit(self, key: Any, job: dict[str, Any], model: str):
-        """Check the key's and tenant's limits as for a live request; None without a meter."""
-        if self.meter is None:
-            return None
-        request_id = f"job:{job['id']}"
-        try:
-            return await self.meter.begin(key, endpoint=f"/v1/jobs:{job['type']}", model=model,
-                                          request_id=request_id)  # fmt: skip
-        except APIError as exc:
-            refusal = self._refusals.pop(request_id)
-            if isinstance(exc, RateLimited | LimiterUnavailable) and exc.code != "budget_exceeded":
-                raise _Deferred(exc, _retry_after(exc)) from None
-            raise _Failed(exc, refusal) from None  # a spent budget or a model the key may not use
-
     def _meta(self, key: Any, job: dict[str, Any]) -> RequestMeta:
         return RequestMeta(party=f"tenant:{key.tenant_id}" if key.tenant_id is not None else f"key:{key.id}",
                            priority=JOB_PRIORITY_OFFSET + max(-10, min(10, job["priority"])),
                            queue_timeout=600.0)  # fmt: skip
+
+    def _job_call(self, key: Any, job: dict[str, Any], operation: Operation, body: dict[str, Any]) -> Call:
+        return Call(self.service.caller(key), operation, body, f"/v1/jobs:{job['type']}",
+                    info=RequestInfo(request_id=f"job:{job['id']}"), meta=self._meta(key, job))  # fmt: skip
 
     async def _call(self, job: dict[str, Any]):
         if job.get("cancel_requested"):
@@ -253,42 +240,42 @@ class JobWorker:
         body.pop("stream", None)
         if job["type"] == "rag.ingest":
             return await self._ingest(job, key, body)
-        ticket = await self._admit(key, job, body["model"])
+        capture = RecordCapture()
         try:
-            routed, result = await self.gateway.run(CAPABILITY[job["type"]], body, self._meta(key, job))  # type: ignore[arg-type]
+            call = self._job_call(key, job, CAPABILITY[job["type"]], body)  # type: ignore[arg-type]
+            done = await self.service.with_sink(capture).call(call)
         except APIError as exc:
-            record = await self.meter.settle(ticket, status=exc.status_code) if ticket else None
-            raise _Failed(exc, record) from None
-        used = result.get("usage") or {}
-        record = None
-        if ticket is not None:
-            record = await self.meter.settle(
-                ticket, status=200, served_model=routed.served_model, backend=routed.backend.id,
-                prompt_tokens=used.get("prompt_tokens", 0) or 0,
-                completion_tokens=used.get("completion_tokens", 0) or 0,
-            )  # fmt: skip
-        return result, record
+            raise _refused_or_failed(exc, capture.take()) from None
+        return done.body, capture.take()
 
     async def _ingest(self, job: dict[str, Any], key: Any, body: dict[str, Any]):
         """Document ingestion: embeddings through the pipeline, metered as one request of the embedding model."""
         if self.rag is None:
             raise _Failed(APIError("RAG is not available on this worker", status_code=503, code="rag_unavailable"))
-        ticket = await self._admit(key, job, body["model"])
+        capture = RecordCapture()
         try:
-            result = await self.rag.ingest(body["document_id"], self._meta(key, job))
+            async with self.service.with_sink(capture).metered(self._job_call(key, job, "ingestion", body)) as work:
+                try:
+                    result = await self.rag.ingest(body["document_id"], work.meta)
+                except LookupError as exc:
+                    raise _Failed(APIError(str(exc), status_code=404, code="document_not_found")) from None
+                except APIError:
+                    raise
+                except Exception as exc:  # an unreadable document: the job fails with the reason
+                    raise _Failed(APIError(f"could not ingest the document: {exc}"[:500], status_code=422,
+                                           code="document_unreadable")) from None  # fmt: skip
+                work.served_model, work.prompt_tokens = body["model"], result["embedding_tokens"]
         except APIError as exc:
-            record = await self.meter.settle(ticket, status=exc.status_code) if ticket else None
-            raise _Failed(exc, record) from None
-        except LookupError as exc:
-            raise _Failed(APIError(str(exc), status_code=404, code="document_not_found")) from None
-        except Exception as exc:  # an unreadable document: the job fails with the reason
-            raise _Failed(APIError(f"could not ingest the document: {exc}"[:500], status_code=422,
-                                   code="document_unreadable")) from None  # fmt: skip
-        record = None
-        if ticket is not None:
-            record = await self.meter.settle(ticket, status=200, served_model=body["model"],
-                                             prompt_tokens=result["embedding_tokens"])  # fmt: skip
-        return result, record
+            raise _refused_or_failed(exc, capture.take()) from None
+        return result, capture.take()
+
+
+def _refused_or_failed(error: APIError, record: UsageRecord | None) -> Exception:
+    """A rate limit (or an unreachable limiter) defers the job without using up an attempt; a spent budget,
+    a model the key may not use or an upstream error fails this attempt, with its usage record."""
+    if isinstance(error, RateLimited | LimiterUnavailable) and error.code != "budget_exceeded":
+        return _Deferred(error, _retry_after(error))
+    return _Failed(error, record)
 
 
 def _error_body(error: APIError) -> dict[str, Any]:
@@ -302,19 +289,6 @@ def _retry_after(error: APIError) -> float:
     except ValueError:
         seconds = 5.0
     return max(1.0, min(3600.0, seconds))
-
-
-class _RefusalCapture:
-    """Stands in for the usage writer of the worker's meter: ``Meter.begin`` hands it a refused admission's record."""
-
-    def __init__(self) -> None:
-        self._records: dict[str, UsageRecord] = {}
-
-    def add(self, record: UsageRecord) -> None:
-        self._records[record.request_id] = record
-
-    def pop(self, request_id: str) -> UsageRecord | None:
-        return self._records.pop(request_id, None)
 
 
 class _Deferred(Exception):

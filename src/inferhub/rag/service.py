@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from inferhub.gateway.pipeline import Gateway, RequestMeta
+from inferhub.gateway.service import Call, Caller, InferenceService, RequestInfo
 from inferhub.rag.chunking import chunk_sections
 from inferhub.rag.extract import extract
 from inferhub.store.rag import Hit, RagStore
@@ -23,6 +24,8 @@ log = structlog.get_logger("inferhub.rag")
 EMBED_BATCH = 64
 # Below this cosine similarity (all-MiniLM-L6-v2 scale) a vector hit is not evidence of anything.
 RELEVANCE_THRESHOLD = 0.25
+# The usage record's endpoint of a search that is one step of a larger request (an answer, a chat).
+RETRIEVAL_ENDPOINT = "rag.retrieval"
 
 
 class RagService:
@@ -114,6 +117,26 @@ class RagService:
         if self.metrics is not None:
             self.metrics.rag_query.labels(mode).observe(time.perf_counter() - started)
         return hits[:top_k], tokens
+
+
+async def metered_search(inference: InferenceService, rag: RagService, call: Call, collections: list[dict],
+                         query: str, *, top_k: int, mode: str, filter: dict | None) -> list[Hit]:  # fmt: skip
+    """Search with the caller's limits and a usage record: embedding the query is work done for the key.
+
+    ``call`` names the caller and the record's endpoint (``rag.retrieval`` for the retrieval step of
+    ``/v1/rag/query``, chat with ``collections`` and the dashboard playground); its ``model`` is the
+    embedding model, billed for the query's tokens.
+    """
+    async with inference.metered(call) as work:
+        hits, work.prompt_tokens = await rag.search_with_usage(collections, query, top_k=top_k, mode=mode,
+                                                               filter=filter, meta=work.meta)  # fmt: skip
+    return hits
+
+
+def retrieval_call(caller: Caller, collections: list[dict], info: RequestInfo,
+                   endpoint: str = RETRIEVAL_ENDPOINT) -> Call:  # fmt: skip
+    """The ``Call`` that meters a search of ``collections`` (billed to their first one's embedding model)."""
+    return Call(caller, "retrieval", {"model": collections[0]["embedding_model"]}, endpoint, info=info)
 
 
 def relevant(hits: list[Hit]) -> list[Hit]:

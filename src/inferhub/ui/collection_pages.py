@@ -1,7 +1,8 @@
 """A tenant's document collections (create, upload, ingestion status, search) and the playground.
 
 Both are metered on the tenant's ``ui-playground`` key, which the dashboard creates on first use.
-The playground streams a chat completion through the gateway pipeline, as ``/v1/chat/completions``.
+The playground streams a chat completion through the inference service, as ``/v1/chat/completions``, and
+its retrieval from a collection is metered like the API's (a ``rag.retrieval`` usage record).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from inferhub.api import inference
-from inferhub.api.context import AppContext
+from inferhub.api.context import AppContext, request_info
 from inferhub.api.principal import Principal
 from inferhub.api.streaming import SSE_HEADERS, openai_sse
 from inferhub.api.validation import parse_json_object
 from inferhub.errors import APIError, NotFound
+from inferhub.gateway.service import Call
+from inferhub.rag.service import build_messages, citations, metered_search, relevant, retrieval_call
 from inferhub.ui.pages import (
     PLAYGROUND_KEY,
     FormError,
@@ -210,7 +212,8 @@ async def playground_page(request: Request):
 
 @router.post("/playground/chat")
 async def playground_chat(request: Request):
-    """Stream a chat completion (OpenAI SSE) through the gateway pipeline, metered on the tenant."""
+    """Stream a chat completion (OpenAI SSE) through the inference service, metered on the tenant's (or the
+    platform's) playground key; a collection's retrieval is metered too, as the API's is."""
     principal = principal_of(request)
     context = context_for(request)
     check_csrf(request, request.headers.get("x-csrf-token", ""))
@@ -219,7 +222,6 @@ async def playground_chat(request: Request):
     tenant_id = principal.scope_tenant(lenient_int(body.get("tenant_id")))
     if tenant_id is not None:
         await load_tenant(context, principal, tenant_id)
-    party = f"tenant:{tenant_id}" if tenant_id is not None else "platform"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError("messages: a non-empty list", param="messages")
@@ -229,30 +231,28 @@ async def playground_chat(request: Request):
     chat = {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
     if isinstance(body.get("max_tokens"), int):
         chat["max_tokens"] = max(1, min(4096, body["max_tokens"]))
-    request.state.key = await _playground_key(context, principal, tenant_id)
+    # The dashboard user's playground key is the caller: the chat and its retrieval are metered like the API's.
+    service = context.service
+    caller = service.caller(await _playground_key(context, principal, tenant_id))
     hits: list = []
     collection = body.get("collection")
     if collection:
-        from inferhub.gateway.pipeline import RequestMeta
-        from inferhub.rag.service import build_messages, relevant
-
         if tenant_id is None:
             found = await _platform_collection(context, str(collection))
         else:
             found = await _collection(context, tenant_id, str(collection))
         question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        hits = relevant(await _rag(context).search([found], question, top_k=5, mode="hybrid", filter=None,
-                                                   meta=RequestMeta(party=party)))  # fmt: skip
+        call = retrieval_call(caller, [found], request_info(request, with_size=False))
+        hits = relevant(await metered_search(service, _rag(context), call, [found], question, top_k=5,
+                                             mode="hybrid", filter=None))  # fmt: skip
         if hits:
             chat["messages"] = [build_messages(question, hits)[0], *messages]
-    opened, headers = await inference.open_stream(request, "chat", chat, endpoint="/v1/chat/completions")
+    opened = await service.stream(Call(caller, "chat", chat, "/v1/chat/completions", info=request_info(request)))
 
     async def events() -> AsyncIterator[bytes]:
-        async for piece in openai_sse(opened, include_usage=True):
+        async for piece in openai_sse(opened.stream, include_usage=True):
             if hits and piece == b"data: [DONE]\n\n":
-                from inferhub.rag.service import citations
-
                 yield b"data: " + orjson.dumps({"object": "rag.citations", "citations": citations(hits)}) + b"\n\n"
             yield piece
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+    return StreamingResponse(events(), media_type="text/event-stream", headers={**SSE_HEADERS, **opened.headers})
