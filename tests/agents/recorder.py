@@ -1,0 +1,145 @@
+"""A recording stand-in for an OpenAI Responses / Anthropic Messages server, to learn and pin what the
+agent CLIs send: every request's method, path, query, headers and JSON body is kept, and each main call
+gets the smallest answer its client accepts (built with Inferhub's own translators, so the shapes are
+the ones the gateway will send). Anything else gets a 404 in OpenAI's error shape, as Inferhub would.
+
+    with Recorder(reply="pong") as rec:
+        run_codex(rec.url + "/v1", "sk-test", "test-model", "Reply with the word pong", tmp_path)
+        rec.requests  # [RecordedRequest(method="POST", path="/v1/responses", ...)]
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from fakes.server import BackgroundServer
+from inferhub.protocols import anthropic_messages, responses
+
+
+@dataclass(slots=True)
+class RecordedRequest:
+    """One request as the client sent it; ``body`` is the parsed JSON (None when absent or not JSON)."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes = field(repr=False, default=b"")
+
+
+def _chat_result(text: str, model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-recorder",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
+    }
+
+
+def _chunks(text: str, model: str) -> list[dict[str, Any]]:
+    base = {"id": "chatcmpl-recorder", "object": "chat.completion.chunk", "model": model}
+    return [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**base, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}},
+    ]
+
+
+class Recorder:
+    """The recording server, in a thread on a free loopback port; ``requests`` grows as they arrive."""
+
+    def __init__(self, reply: str = "pong") -> None:
+        self.reply = reply
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        methods = ["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"]
+        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=methods)])
+        self._server = BackgroundServer(self.app)
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def __enter__(self) -> Self:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+
+    def matching(self, method: str, path: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.method == method and r.path == path]
+
+    def summary(self) -> str:
+        """One line per request, for assertion messages."""
+        with self._lock:
+            return "\n".join(f"{r.method} {r.path}{'?' + r.query if r.query else ''}" for r in self.requests)
+
+    async def _handle(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        record = RecordedRequest(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            raw=raw,
+        )
+        with self._lock:
+            self.requests.append(record)
+        path, method = request.url.path, request.method
+        if method == "POST" and path.endswith("/responses") and isinstance(body, dict):
+            return self._responses(body)
+        if method == "POST" and path.endswith("/messages/count_tokens"):
+            return JSONResponse(anthropic_messages.count_tokens_result(12))
+        if method == "POST" and path.endswith("/messages") and isinstance(body, dict):
+            return self._messages(body)
+        if method == "GET" and path.endswith("/models"):
+            return JSONResponse({"object": "list", "data": []})
+        error = {"message": f"no route {method} {path}", "type": "invalid_request_error", "code": "not_found"}
+        return JSONResponse({"error": error}, status_code=404)
+
+    def _responses(self, body: dict[str, Any]) -> Response:
+        model = str(body.get("model") or "recorder")
+        # The echo in the answer lists function tools only (the translator refuses the others; Codex
+        # also sends "namespace" and "web_search" tools, which the clients do not read back).
+        tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+        body = {**body, "tools": tools}
+        response_id, created = responses.new_id("resp"), time.time()
+        if not body.get("stream"):
+            return JSONResponse(responses.from_chat(_chat_result(self.reply, model), body, response_id, created))
+        stream = responses.ResponsesStream(body, response_id, created)
+        events = stream.start()
+        for chunk in _chunks(self.reply, model):
+            events += stream.feed(chunk)
+        events += stream.finish()
+        payload = b"".join(responses.sse(event) for event in events)
+        return StreamingResponse(iter([payload]), media_type="text/event-stream")
+
+    def _messages(self, body: dict[str, Any]) -> Response:
+        model = str(body.get("model") or "recorder")
+        if not body.get("stream"):
+            return JSONResponse(anthropic_messages.from_chat(_chat_result(self.reply, model), model))
+        stream = anthropic_messages.MessagesStream(model, input_tokens=12)
+        events = stream.start()
+        for chunk in _chunks(self.reply, model):
+            events += stream.feed(chunk)
+        events += stream.finish()
+        payload = b"".join(anthropic_messages.sse(event) for event in events)
+        return StreamingResponse(iter([payload]), media_type="text/event-stream")
