@@ -35,6 +35,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     raw: bytes = field(repr=False, default=b"")
+    translation_error: str | None = None  # what Inferhub's translator said of the body (None: accepted)
 
 
 def _chat_result(text: str, model: str) -> dict[str, Any]:
@@ -54,6 +55,25 @@ def _chunks(text: str, model: str) -> list[dict[str, Any]]:
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
         {**base, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}},
     ]
+
+
+def _translation_error(method: str, path: str, body: Any) -> str | None:
+    """Whether Inferhub's translation takes the body the route would get; the answer is sent regardless,
+    so a refused field shows in the test's assertion rather than as a CLI's retries."""
+    if method != "POST" or not isinstance(body, dict):
+        return None
+    translate = {
+        "/v1/responses": responses.to_chat,
+        "/v1/messages": anthropic_messages.to_chat,
+        "/v1/messages/count_tokens": anthropic_messages.count_tokens_body,
+    }.get(path)
+    if translate is None:
+        return None
+    try:
+        translate(body)
+    except Exception as exc:  # the translators raise InvalidRequest; anything else is as telling
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 class Recorder:
@@ -101,9 +121,10 @@ class Recorder:
             body=body,
             raw=raw,
         )
+        path, method = request.url.path, request.method
+        record.translation_error = _translation_error(method, path, body)
         with self._lock:
             self.requests.append(record)
-        path, method = request.url.path, request.method
         if method == "POST" and path.endswith("/responses") and isinstance(body, dict):
             return self._responses(body)
         if method == "POST" and path.endswith("/messages/count_tokens"):

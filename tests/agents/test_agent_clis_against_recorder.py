@@ -71,6 +71,7 @@ def _check_codex(rec: Recorder, code: int, out: str, err: str) -> dict:
     assert PROMPT in _texts(body["input"])
     # With the configuration of agent_cli only function tools are sent (the translator's limit).
     assert {tool["type"] for tool in body["tools"]} == {"function"}
+    assert call.translation_error is None  # inferhub.protocols.responses takes it as sent
     return body
 
 
@@ -114,6 +115,11 @@ def _check_claude(rec: Recorder, code: int, out: str, err: str) -> dict:
     return body
 
 
+def _translates(rec: Recorder) -> None:
+    call = rec.matching("POST", "/v1/messages")[0]
+    assert call.translation_error is None, call.translation_error
+
+
 def test_claude_print_answers_through_messages(recorder: Recorder, tmp_path: Path) -> None:
     code, out, err = run_claude(recorder.url, KEY, MODEL, PROMPT, tmp_path)
     body = _check_claude(recorder, code, out, err)
@@ -124,6 +130,17 @@ def test_claude_print_answers_through_messages(recorder: Recorder, tmp_path: Pat
     assert [m["role"] for m in body["messages"]] == ["user", "system"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="inferhub.protocols.anthropic_messages refuses the role 'system' message Claude Code sends "
+    "inside messages (docs/protocols/agents.md); remove this mark once the translation takes it",
+)
+def test_claude_default_request_passes_the_messages_translation(recorder: Recorder, tmp_path: Path) -> None:
+    code, out, err = run_claude(recorder.url, KEY, MODEL, PROMPT, tmp_path)
+    _check_claude(recorder, code, out, err)
+    _translates(recorder)
+
+
 def test_claude_lean_run_sends_no_tools(recorder: Recorder, tmp_path: Path) -> None:
     code, out, err = run_claude(recorder.url, KEY, MODEL, PROMPT, tmp_path, lean=True, max_output_tokens=256)
     body = _check_claude(recorder, code, out, err)
@@ -131,3 +148,4 @@ def test_claude_lean_run_sends_no_tools(recorder: Recorder, tmp_path: Path) -> N
     assert body["max_tokens"] == 256
     assert [m["role"] for m in body["messages"]] == ["user"]
     assert len(recorder.matching("POST", "/v1/messages")[0].raw) < 4_000
+    _translates(recorder)
