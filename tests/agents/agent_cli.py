@@ -135,8 +135,14 @@ def run_codex(
 # -- Claude Code ----------------------------------------------------------------------------------
 
 
-def claude_env(base_url: str, api_key: str, model: str, home: Path, *, max_output_tokens: int | None = None) -> dict:
-    """The environment pointing Claude Code at Inferhub, with every vendor call switched off."""
+def claude_env(
+    base_url: str, api_key: str, model: str, home: Path, *, max_output_tokens: int | None = None, retries: int = 0
+) -> dict[str, str]:
+    """The environment pointing Claude Code at Inferhub, with every vendor call switched off.
+
+    ``retries`` is how often a 5xx or 429 is retried (Claude Code's default is 10, with backoff: a failing
+    route would take minutes); a test wants the error at once.
+    """
     env = {
         **_base_env(home),
         "ANTHROPIC_BASE_URL": _root_url(base_url),
@@ -152,6 +158,7 @@ def claude_env(base_url: str, api_key: str, model: str, home: Path, *, max_outpu
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
         "DISABLE_BUG_COMMAND": "1",
+        "CLAUDE_CODE_MAX_RETRIES": str(retries),
     }
     if max_output_tokens is not None:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(max_output_tokens)  # else max_tokens is 32000
@@ -167,12 +174,13 @@ def run_claude(
     *,
     lean: bool = False,
     max_output_tokens: int | None = None,
+    retries: int = 0,
     timeout: float = 60,
 ) -> Result:
     """``claude -p`` one prompt through ``base_url``; stdout is the answer's text."""
     claude = _require(CLAUDE, "Claude Code")
     home, work = _dirs(tmp_path, "claude")
-    env = claude_env(base_url, api_key, model, home, max_output_tokens=max_output_tokens)
+    env = claude_env(base_url, api_key, model, home, max_output_tokens=max_output_tokens, retries=retries)
     argv = [str(claude), "-p", "--model", model, "--output-format", "text", "--no-session-persistence"]
     if lean:
         argv += ["--system-prompt", LEAN_INSTRUCTIONS, "--tools", ""]
