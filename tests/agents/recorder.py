@@ -38,22 +38,50 @@ class RecordedRequest:
     translation_error: str | None = None  # what Inferhub's translator said of the body (None: accepted)
 
 
-def _chat_result(text: str, model: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A reply that calls the client's tool ``name`` with ``arguments`` (the agent runs it and calls again)."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+Reply = str | ToolCall
+_USAGE = {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}
+
+
+def _tool_calls(reply: ToolCall, number: int) -> list[dict[str, Any]]:
+    function = {"name": reply.name, "arguments": orjson.dumps(reply.arguments).decode()}
+    return [{"index": 0, "id": f"call_recorder_{number}", "type": "function", "function": function}]
+
+
+def _chat_result(reply: Reply, model: str, number: int) -> dict[str, Any]:
+    if isinstance(reply, ToolCall):
+        message = {"role": "assistant", "content": None, "tool_calls": _tool_calls(reply, number)}
+        finish = "tool_calls"
+    else:
+        message, finish = {"role": "assistant", "content": reply}, "stop"
+    choice = {"index": 0, "message": message, "finish_reason": finish}
     return {
         "id": "chatcmpl-recorder",
         "object": "chat.completion",
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
+        "choices": [choice],
+        "usage": _USAGE,
     }
 
 
-def _chunks(text: str, model: str) -> list[dict[str, Any]]:
+def _chunks(reply: Reply, model: str, number: int) -> list[dict[str, Any]]:
     base = {"id": "chatcmpl-recorder", "object": "chat.completion.chunk", "model": model}
+    if isinstance(reply, ToolCall):
+        delta: dict[str, Any] = {"role": "assistant", "tool_calls": _tool_calls(reply, number)}
+        finish = "tool_calls"
+    else:
+        delta, finish = {"role": "assistant", "content": reply}, "stop"
     return [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-        {**base, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}},
+        {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]},
+        {**base, "choices": [], "usage": _USAGE},
     ]
 
 
@@ -77,10 +105,15 @@ def _translation_error(method: str, path: str, body: Any) -> str | None:
 
 
 class Recorder:
-    """The recording server, in a thread on a free loopback port; ``requests`` grows as they arrive."""
+    """The recording server, in a thread on a free loopback port; ``requests`` grows as they arrive.
 
-    def __init__(self, reply: str = "pong") -> None:
-        self.reply = reply
+    ``replies`` answer the main calls (``/responses``, ``/messages``) in turn, the last one repeated: a
+    ``ToolCall`` first makes the agent run a tool and send its result back in the next call.
+    """
+
+    def __init__(self, reply: str = "pong", *, replies: list[Reply] | None = None) -> None:
+        self.replies: list[Reply] = list(replies or [reply])
+        self._answered = 0
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         methods = ["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -136,6 +169,12 @@ class Recorder:
         error = {"message": f"no route {method} {path}", "type": "invalid_request_error", "code": "not_found"}
         return JSONResponse({"error": error}, status_code=404)
 
+    def _next_reply(self) -> tuple[Reply, int]:
+        with self._lock:
+            number = self._answered
+            self._answered += 1
+        return self.replies[min(number, len(self.replies) - 1)], number
+
     def _responses(self, body: dict[str, Any]) -> Response:
         model = str(body.get("model") or "recorder")
         # The echo in the answer lists function tools only (the translator refuses the others; Codex
@@ -143,11 +182,13 @@ class Recorder:
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
         body = {**body, "tools": tools}
         response_id, created = responses.new_id("resp"), time.time()
+        reply, number = self._next_reply()
         if not body.get("stream"):
-            return JSONResponse(responses.from_chat(_chat_result(self.reply, model), body, response_id, created))
+            result = _chat_result(reply, model, number)
+            return JSONResponse(responses.from_chat(result, body, response_id, created))
         stream = responses.ResponsesStream(body, response_id, created)
         events = stream.start()
-        for chunk in _chunks(self.reply, model):
+        for chunk in _chunks(reply, model, number):
             events += stream.feed(chunk)
         events += stream.finish()
         payload = b"".join(responses.sse(event) for event in events)
@@ -155,11 +196,12 @@ class Recorder:
 
     def _messages(self, body: dict[str, Any]) -> Response:
         model = str(body.get("model") or "recorder")
+        reply, number = self._next_reply()
         if not body.get("stream"):
-            return JSONResponse(anthropic_messages.from_chat(_chat_result(self.reply, model), model))
+            return JSONResponse(anthropic_messages.from_chat(_chat_result(reply, model, number), model))
         stream = anthropic_messages.MessagesStream(model, input_tokens=12)
         events = stream.start()
-        for chunk in _chunks(self.reply, model):
+        for chunk in _chunks(reply, model, number):
             events += stream.feed(chunk)
         events += stream.finish()
         payload = b"".join(anthropic_messages.sse(event) for event in events)

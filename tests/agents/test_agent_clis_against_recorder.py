@@ -7,13 +7,14 @@ These fail when a CLI update or a configuration change alters the requests the g
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agents.agent_cli import run_claude, run_codex
-from agents.recorder import RecordedRequest, Recorder
+from agents.recorder import RecordedRequest, Recorder, ToolCall
 
 PROMPT = "Reply with the word pong"
 KEY = "sk-agents-recorder-key"
@@ -149,3 +150,53 @@ def test_claude_lean_run_sends_no_tools(recorder: Recorder, tmp_path: Path) -> N
     assert [m["role"] for m in body["messages"]] == ["user"]
     assert len(recorder.matching("POST", "/v1/messages")[0].raw) < 4_000
     _translates(recorder)
+
+
+# -- a tool call and its result, the second turn of every agent run -------------------------------
+
+TOOL_PROMPT = "Read note.txt and reply with the word in it"
+
+
+def _note(tmp_path: Path, name: str) -> Path:
+    work = tmp_path / f"{name}-work"  # the working directory agent_cli runs the CLI in
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "note.txt").write_text("the word is pong\n")
+    return work / "note.txt"
+
+
+def test_codex_sends_the_function_call_and_its_output_back(tmp_path: Path) -> None:
+    _note(tmp_path, "codex")
+    with Recorder(replies=[ToolCall("exec_command", {"cmd": "cat note.txt"}), "pong"]) as rec:
+        code, out, err = run_codex(rec.url, KEY, MODEL, TOOL_PROMPT, tmp_path)
+    assert code == 0, err[-3000:]
+    assert out.strip() == "pong"
+    calls = rec.matching("POST", "/v1/responses")
+    assert len(calls) == 2, rec.summary()
+    second = calls[1]
+    assert second.translation_error is None
+    # The whole conversation again (store: false, no previous_response_id), ending with the call and its output.
+    assert "previous_response_id" not in second.body
+    call, output = second.body["input"][-2:]
+    assert call["type"] == "function_call" and call["call_id"] == "call_recorder_0"
+    assert call["name"] == "exec_command" and json.loads(call["arguments"]) == {"cmd": "cat note.txt"}
+    assert output["type"] == "function_call_output" and output["call_id"] == "call_recorder_0"
+    assert isinstance(output["output"], str) and output["output"]
+
+
+def test_claude_sends_the_tool_use_and_its_result_back(tmp_path: Path) -> None:
+    note = _note(tmp_path, "claude")
+    with Recorder(replies=[ToolCall("Read", {"file_path": str(note)}), "pong"]) as rec:
+        code, out, err = run_claude(rec.url, KEY, MODEL, TOOL_PROMPT, tmp_path)
+    assert code == 0, f"{out}\n{err[-3000:]}"
+    assert out.strip() == "pong"
+    calls = rec.matching("POST", "/v1/messages")
+    assert len(calls) == 2, rec.summary()
+    use, result = calls[1].body["messages"][-2:]
+    assert use["role"] == "assistant"
+    assert use["content"] == [
+        {"type": "tool_use", "id": "call_recorder_0", "name": "Read", "input": {"file_path": str(note)}}
+    ]
+    assert result["role"] == "user"
+    [block] = result["content"]
+    assert block["type"] == "tool_result" and block["tool_use_id"] == "call_recorder_0"
+    assert "the word is pong" in block["content"]  # Read ran (read-only tools need no permission in -p)
