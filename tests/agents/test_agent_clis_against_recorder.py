@@ -131,11 +131,6 @@ def test_claude_print_answers_through_messages(recorder: Recorder, tmp_path: Pat
     assert [m["role"] for m in body["messages"]] == ["user", "system"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="inferhub.protocols.anthropic_messages refuses the role 'system' message Claude Code sends "
-    "inside messages (docs/protocols/agents.md); remove this mark once the translation takes it",
-)
 def test_claude_default_request_passes_the_messages_translation(recorder: Recorder, tmp_path: Path) -> None:
     code, out, err = run_claude(recorder.url, KEY, MODEL, PROMPT, tmp_path)
     _check_claude(recorder, code, out, err)
