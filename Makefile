@@ -43,6 +43,7 @@ test: install
 	bash scripts/ensure-tools.sh
 	[ ! -f scripts/ensure-deploy-tools.sh ] || bash scripts/ensure-deploy-tools.sh
 	[ ! -f scripts/ensure-ui-tools.sh ] || bash scripts/ensure-ui-tools.sh
+	[ ! -f scripts/ensure-agent-tools.sh ] || bash scripts/ensure-agent-tools.sh
 	bash bench/ensure-bench-tools.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)

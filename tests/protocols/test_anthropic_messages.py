@@ -256,7 +256,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         (_with("max_tokens", "10"), "max_tokens"),
         (_with("messages", []), "messages"),
         (_with("messages", "hi"), "messages"),
-        (_with("messages.0.role", "system"), "messages[0].role"),
+        (_with("messages.0.role", "tool"), "messages[0].role"),
         (_with("messages.0.content", KeyError), "messages[0].content"),
         (_with("messages.0.content", 5), "messages[0].content"),
         (_with("messages.0.content", [{"type": "video"}]), "messages[0].content[0].type"),
@@ -799,3 +799,17 @@ def test_the_chat_bodies_pass_the_gateways_own_chat_checks():
                  max_tokens=2048, temperature=1)  # fmt: skip
     validation.check_chat(am.to_chat(body))
     validation.check_chat(am.count_tokens_body(body) | {"max_tokens": 1})
+
+
+def test_a_system_turn_inside_messages_stays_a_system_message_in_place() -> None:
+    # Claude Code sends its reminders so (the mid-conversation-system beta): string or text blocks.
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": [{"type": "text", "text": "Agents: Explore, Plan"}]},
+        {"role": "assistant", "content": "hello"},
+        {"role": "system", "content": "Be brief."},
+    ]
+    chat = am.to_chat(_body(messages=messages))
+    assert [(m["role"], m["content"]) for m in chat["messages"]] == [
+        ("user", "hi"), ("system", "Agents: Explore, Plan"), ("assistant", "hello"), ("system", "Be brief."),
+    ]  # fmt: skip

@@ -237,9 +237,9 @@ def test_input_items_have_ids_and_the_item_shape() -> None:
         ({"model": "m", "input": [{"type": "function_call_output", "call_id": "c"}]}, "input[0].output", "required"),
         ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "item_reference"),
         ({"model": "m", "input": [{"type": "web_search_call", "id": "ws"}]}, "input[0].type", "not supported"),
-        ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type", "'web_search' tools"),
-        ({"model": "m", "input": "x", "tools": [{"type": "file_search", "vector_store_ids": []}]},
-         "tools[0].type", "file_search"),
+        ({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "x"}]}, "tools[0].type", "'custom' tools"),
+        ({"model": "m", "input": "x", "tools": [{"type": "local_shell"}]},
+         "tools[0].type", "local_shell"),
         ({"model": "m", "input": "x", "tools": [{"type": "function"}]}, "tools[0].name", "required"),
         ({"model": "m", "input": "x", "tools": [{"type": "function", "name": "get weather"}]}, "tools[0].name", "64"),
         ({"model": "m", "input": [], "instructions": "only this"}, "input", "at least one"),
@@ -601,3 +601,12 @@ def test_sdk_conversation_with_previous_response_id_and_input_items() -> None:
     listed = client.responses.input_items.list(second.id)
     assert [(item.type, item.role) for item in listed.data] == [("message", "user")]  # type: ignore[union-attr]
     assert listed.data[0].content[0].text == "What is my name?"  # type: ignore[union-attr]
+
+
+def test_hosted_tools_an_agent_sends_by_default_are_left_out_not_refused() -> None:
+    # Codex 0.171.0 sends web_search and namespace tools unless told not to (docs/protocols/agents.md).
+    function = {"type": "function", "name": "exec_command", "parameters": {"type": "object"}}
+    body = {"model": "m", "input": "x", "tools": [{"type": "web_search"}, function, {"type": "namespace"}]}
+    chat = to_chat(body)
+    assert [tool["function"]["name"] for tool in chat["tools"]] == ["exec_command"]
+    assert "tools" not in to_chat({**body, "tools": [{"type": "web_search"}]})

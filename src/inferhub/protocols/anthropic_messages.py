@@ -215,11 +215,16 @@ def _messages(value: Any) -> list[dict[str, Any]]:
         where = f"messages[{index}]"
         _object(message, where)
         role = message.get("role")
-        if role not in ("user", "assistant"):
-            raise _invalid(f"{where}.role", f"expected 'user' or 'assistant', got {role!r}")
+        if role not in ("user", "assistant", "system"):
+            raise _invalid(f"{where}.role", f"expected 'user', 'assistant' or 'system', got {role!r}")
         content = message.get("content")
         if content is None:
             raise _missing(f"{where}.content")
+        if role == "system":  # a system turn mid-conversation (Claude Code sends them: mid-conversation-system)
+            text = content if isinstance(content, str) else _text_blocks(content, f"{where}.content")
+            if text:
+                out.append({"role": "system", "content": text})
+            continue
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             continue

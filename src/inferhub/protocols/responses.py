@@ -256,6 +256,17 @@ def _messages(items: Iterable[dict[str, Any]], prefix: str) -> list[dict[str, An
 # -- request: options ---------------------------------------------------------------------------
 
 
+# Tools a hosted service runs on OpenAI's side (search, code, images, MCP) and Codex's multi-agent
+# namespace: a self-hosted engine has none of them. Agents send some by default (Codex: web_search and
+# namespace), so they are left out of what the engine sees rather than failing the turn; the model
+# answers with the function tools it has. Client-run types the model must call (custom, local_shell)
+# are refused instead: dropping those would break the agent later, without a word.
+SKIPPED_TOOL_TYPES = frozenset({
+    "web_search", "web_search_preview", "web_search_preview_2025_03_11", "file_search", "code_interpreter",
+    "image_generation", "computer_use_preview", "mcp", "namespace",
+})  # fmt: skip
+
+
 def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The function tools in the Responses shape (as echoed back), checked."""
     tools = body.get("tools")
@@ -270,6 +281,8 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
         kind = tool.get("type")
         if kind is None:
             raise _missing(f"{param}.type")
+        if kind in SKIPPED_TOOL_TYPES:
+            continue
         if kind != "function":
             raise _unsupported(
                 f"{param}.type", f"{kind!r} tools are not supported by Inferhub; only 'function' tools are"

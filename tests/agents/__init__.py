@@ -1,0 +1,1 @@
+"""Codex CLI and Claude Code driven against Inferhub (and against a recording server)."""
