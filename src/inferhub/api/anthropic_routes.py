@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+
 import orjson
 import structlog
 from fastapi import APIRouter, Request
@@ -138,4 +139,3 @@ async def _prompt_count(stream: OpenStream) -> int:
     with contextlib.suppress(Exception):
         return await asyncio.wait_for(asyncio.shield(counted), _PROMPT_COUNT_WAIT)
     return 0
-
