@@ -22,6 +22,7 @@ from fakes import BackgroundServer
 from fakes.tool_engine import create_fake_tool_engine_app
 from inferhub.api.context import AppContext
 from inferhub.app import create_app
+from inferhub.errors import UpstreamError
 from support import InferhubProcess
 
 EMBEDDED = "smollm2"
@@ -219,8 +220,18 @@ def test_a_rate_limit_is_a_429_with_retry_after(hub: InferhubProcess, admin: htt
 
 
 def test_transport_level_errors_are_in_anthropics_shape() -> None:
-    """Errors answered before any route runs: the body-size limit's 413, an unknown path's 404, a NUL byte."""
+    """Errors answered outside the routes' own code: the body-size limit's 413, an unknown path's 404, a NUL
+    byte in the query, an overload (503 → 529) and an unexpected failure."""
     app = create_app(AppContext(gateway=None, registry=None, keys=None), max_body_bytes=64)  # type: ignore[arg-type]
+
+    async def overloaded() -> None:
+        raise UpstreamError("no backend can take the request", status_code=503, headers={"Retry-After": "3"})
+
+    async def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/v1/messages/overloaded", overloaded)
+    app.add_api_route("/v1/messages/broken", broken)
 
     async def send() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -229,13 +240,20 @@ def test_transport_level_errors_are_in_anthropics_shape() -> None:
                 await http.post("/v1/messages", content=b"x" * 100, headers={"content-type": "application/json"}),
                 await http.post("/v1/messages/batches", json={}),
                 await http.post("/v1/messages?beta=%00", json={}),
+                await http.get("/v1/messages/overloaded"),
+                await http.get("/v1/messages/broken"),
             ]
 
-    too_large, unknown, nul = asyncio.run(send())
+    too_large, unknown, nul, overloaded_reply, broken_reply = asyncio.run(send())
     assert too_large.status_code == 413 and too_large.json()["error"]["type"] == "request_too_large"
     assert unknown.status_code in (404, 405) and unknown.json()["type"] == "error"
     assert nul.status_code == 400 and nul.json()["error"]["type"] == "invalid_request_error"
-    for reply in (too_large, unknown, nul):
+    # Inferhub's 503 (no backend free) is Anthropic's 529, its retry-after kept; a bug is a 500 api_error.
+    assert overloaded_reply.status_code == 529 and overloaded_reply.json()["error"]["type"] == "overloaded_error"
+    assert overloaded_reply.headers["retry-after"] == "3"
+    assert broken_reply.status_code == 500 and broken_reply.json()["error"]["type"] == "api_error"
+    assert "secret internals" not in broken_reply.text
+    for reply in (too_large, unknown, nul, overloaded_reply, broken_reply):
         assert set(reply.json()) == {"type", "error"} and reply.json()["error"]["message"]
 
 
