@@ -139,7 +139,9 @@ def test_count_tokens_equals_the_input_tokens_the_engine_reports(client: anthrop
     assert counted == used > 10
 
 
-def test_stream_sends_text_deltas_and_the_final_message(client: anthropic.Anthropic) -> None:
+def test_stream_sends_text_deltas_and_the_final_message(hub: InferhubProcess, admin: httpx.Client) -> None:
+    key = _tenant_key(hub, admin, "streamed")
+    client = anthropic.Anthropic(base_url=hub.url, api_key=key["key"], max_retries=0, timeout=120)
     with client.messages.stream(
         model=EMBEDDED, max_tokens=16, extra_body=GREEDY, messages=[{"role": "user", "content": "Count to five."}]
     ) as stream:
@@ -154,6 +156,12 @@ def test_stream_sends_text_deltas_and_the_final_message(client: anthropic.Anthro
     assert final.usage.input_tokens > 0 and 0 < final.usage.output_tokens <= 16
     start = next(e for e in events if e.type == "message_start")
     assert start.message.usage.input_tokens == final.usage.input_tokens  # counted before the first token
+    [record] = _records(admin, key["id"], 1)
+    assert record["endpoint"] == "/v1/messages" and record["status"] == 200
+    assert (record["prompt_tokens"], record["completion_tokens"]) == (
+        final.usage.input_tokens,
+        final.usage.output_tokens,
+    )
 
 
 def test_bearer_auth_works_too(hub: InferhubProcess, key: dict[str, Any]) -> None:
