@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inferhub import __version__
 from inferhub.api import (
     admin_routes,
+    anthropic_routes,
     batch_routes,
     generate_route,
     health_routes,
@@ -63,6 +64,7 @@ def create_app(
     app.state.context = context
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.router)
+    app.include_router(anthropic_routes.router)
     app.include_router(generate_route.router)
     app.include_router(health_routes.router)
     app.include_router(admin_routes.router)
@@ -85,6 +87,8 @@ def create_app(
 
 
 def error_response(request: Request, status: int, body: dict, headers: dict[str, str] | None = None):
+    if anthropic_routes.is_messages_path(request.url.path):
+        return anthropic_routes.anthropic_error(status, body["error"]["message"], headers)
     if request.url.path in _OLLAMA_PATHS:
         return ORJSONResponse({"error": body["error"]["message"]}, status_code=status, headers=headers)
     return ORJSONResponse(body, status_code=status, headers=headers)
@@ -216,14 +220,17 @@ def _too_large_message(limit: int) -> str:
 
 async def _send_too_large(scope: Scope, send: Send, limit: int) -> None:
     message = _too_large_message(limit)
+    status = 413
     if scope["path"] in _OLLAMA_PATHS:
         body = orjson.dumps({"error": message})
+    elif anthropic_routes.is_messages_path(scope["path"]):
+        status, body = anthropic_routes.anthropic_error_bytes(413, message)
     else:
         body = orjson.dumps(PayloadTooLarge(message).openai_body())
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )

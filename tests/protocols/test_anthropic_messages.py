@@ -281,6 +281,9 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         (_with("tools.0", {"type": "web_search_20250305", "name": "web_search"}), "tools[0].type"),
         (_with("tool_choice", {"type": "tool", "name": "nope"}), "tool_choice.name"),
         (_with("tool_choice", {"type": "sometimes"}), "tool_choice.type"),
+        (_with("tool_choice", {"type": {}}), "tool_choice.type"),  # not a string: a 400, not a TypeError
+        (_with("tool_choice", {"type": ["any"]}), "tool_choice.type"),
+        (_with("output_config", {"effort": ["high"]}), "output_config.effort"),
         (_with("temperature", 1.5), "temperature"),
         (_with("top_k", -1), "top_k"),
         (_with("stop_sequences", "END"), "stop_sequences"),

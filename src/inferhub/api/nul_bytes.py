@@ -13,6 +13,7 @@ from urllib.parse import unquote_to_bytes
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from inferhub.api import anthropic_routes
 from inferhub.errors import InvalidRequest
 
 NUL_MESSAGE = "must not contain a NUL byte (\\u0000)"
@@ -69,6 +70,8 @@ class RefuseNulBytes:
         if scope["path"] in self.ollama_paths:
             body = {"error": error.message}
         raw = orjson.dumps(body)
+        if anthropic_routes.is_messages_path(scope["path"]):
+            _, raw = anthropic_routes.anthropic_error_bytes(400, error.message)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
         await send({"type": "http.response.start", "status": 400, "headers": headers})
         await send({"type": "http.response.body", "body": raw})

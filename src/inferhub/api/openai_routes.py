@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from inferhub.api import inference, validation
+from inferhub.api import anthropic_routes, inference, validation
 from inferhub.api.context import authenticate, context_of
 from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
@@ -50,7 +50,11 @@ async def embeddings(request: Request):
 
 @router.get("/models")
 async def list_models(request: Request):
+    """The OpenAI list; Anthropic's page for a client that sends ``anthropic-version`` (the Anthropic SDKs,
+    Claude Code)."""
     authenticate(request)
+    if request.headers.get("anthropic-version"):
+        return anthropic_routes.anthropic_models(request)
     created = int(time.time())
     names = context_of(request).registry.model_names()
     return ORJSONResponse(

@@ -84,6 +84,60 @@ _SAMPLING = {
     "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     "user": {"type": "string"},
 }
+_ANTHROPIC_BLOCK = {
+    "type": "object",
+    "required": ["type"],
+    "description": "text, image (source base64 or url), tool_use (assistant), tool_result (user), thinking",
+    "properties": {
+        "type": {"type": "string", "enum": ["text", "image", "tool_use", "tool_result", "thinking"]},
+        "text": {"type": "string"},
+        "source": {"type": "object"},
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "input": {"type": "object"},
+        "tool_use_id": {"type": "string"},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "is_error": {"type": "boolean"},
+    },
+}
+_ANTHROPIC_PROMPT = {
+    "model": {"type": "string", "example": "smollm2"},
+    "messages": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "required": ["role", "content"],
+            "properties": {
+                "role": {"type": "string", "enum": ["user", "assistant"]},
+                "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
+            },
+        },
+    },
+    "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+    "tools": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "input_schema"],
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "input_schema": {"type": "object"},
+            },
+        },
+    },
+    "tool_choice": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "enum": ["auto", "any", "tool", "none"]},
+            "name": {"type": "string"},
+            "disable_parallel_tool_use": {"type": "boolean"},
+        },
+    },
+    "thinking": {"type": "object", "description": "{type: enabled, budget_tokens} | {type: disabled}"},
+}
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "ChatCompletionRequest": {
         "type": "object",
@@ -94,6 +148,26 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             **_SAMPLING,
             **_TOOLS,
         },
+    },
+    "MessagesRequest": {
+        "type": "object",
+        "required": ["model", "max_tokens", "messages"],
+        "description": "The Anthropic Messages API (docs/protocols/anthropic-messages.md)",
+        "properties": {
+            **_ANTHROPIC_PROMPT,
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "stream": {"type": "boolean", "default": False},
+            "stop_sequences": {"type": "array", "items": {"type": "string"}},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_k": {"type": "integer", "minimum": 0},
+            "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}},
+        },
+    },
+    "MessagesCountTokensRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": _ANTHROPIC_PROMPT,
     },
     "CompletionRequest": {
         "type": "object",

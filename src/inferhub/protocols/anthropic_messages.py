@@ -388,7 +388,7 @@ def _tool_choice(value: Any, names: set[str], chat: dict[str, Any]) -> None:
         if name not in names:
             raise _invalid("tool_choice.name", f"no tool named {name!r} in tools")
         choice: Any = {"type": "function", "function": {"name": name}}
-    elif kind in _TOOL_CHOICES:
+    elif isinstance(kind, str) and kind in _TOOL_CHOICES:
         choice = _TOOL_CHOICES[kind]
     else:
         raise _invalid("tool_choice.type", f"expected auto, any, tool or none, got {kind!r}")
@@ -432,7 +432,7 @@ def _output_config(body: dict[str, Any], chat: dict[str, Any]) -> None:
         _object(config, "output_config")
         effort = config.get("effort")
         if effort is not None:
-            if effort not in _EFFORTS:
+            if not isinstance(effort, str) or effort not in _EFFORTS:
                 raise _invalid("output_config.effort", f"expected one of {', '.join(_EFFORTS)}, got {effort!r}")
             chat["reasoning_effort"] = _EFFORTS[effort]
         formats.append((config.get("format"), "output_config.format"))
