@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from inferhub.fleet.records import BackendRecord
 
 from fakes import BackgroundServer, create_fake_vllm_app
 from inferhub.errors import APIError
+from inferhub.fleet.records import BackendRecord
 from inferhub.gateway.limits import Limiter, MemoryCounters
 from inferhub.gateway.metering import Meter, PriceCache, TenantCache
 from inferhub.gateway.pipeline import Gateway
