@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ConfigDict, Field, field_validator
 
 from inferhub.api.context import AppContext, context_of
-from inferhub.api.params import (
+from inferhub.api._params import (
     INT_MAX,
     NAME_LENGTH,
     AdminBody,

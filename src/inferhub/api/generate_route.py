@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from inferhub.api import inference, validation
 from inferhub.api.context import authenticate, context_of, pick_default_chat_model
-from inferhub.api.openapi import body_schema
+from inferhub.api._openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import InvalidRequest
 

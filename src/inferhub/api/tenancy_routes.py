@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from inferhub.api.context import AppContext, context_of
-from inferhub.api.params import (
+from inferhub.api._params import (
     COST_MAX,
     COUNT_MAX,
     INT_MAX,

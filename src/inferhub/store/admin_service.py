@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from inferhub.store.database import Database
 from inferhub.store.keys import KeyRepository
 from inferhub.store.tenants import AdminUserRepository, TenantRepository
-from inferhub.store.usage import UsageRepository
+from inferhub.store._usage import UsageRepository
 from inferhub.tenancy.keys import KeyRecord
 from inferhub.tenancy.tenants import AdminUserRecord
 

@@ -36,7 +36,7 @@ from inferhub.ui.pages import (
     submitted,
     text_field,
 )
-from inferhub.ui.usage_pages import usage_chart
+from inferhub.ui._usage_pages import usage_chart
 
 router = page_router()
 

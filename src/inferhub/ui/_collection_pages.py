@@ -36,7 +36,7 @@ from inferhub.ui.pages import (
     render,
     visible_tenants,
 )
-from inferhub.ui.tenant_pages import tenant_page_with
+from inferhub.ui._tenant_pages import tenant_page_with
 
 router = page_router()
 
