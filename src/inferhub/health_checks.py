@@ -57,4 +57,3 @@ def embedding_model_check(model):
         }
 
     return check
-

@@ -11,7 +11,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ConfigDict, Field, field_validator
 
-from inferhub.api.context import AppContext, context_of
 from inferhub.api._params import (
     INT_MAX,
     NAME_LENGTH,
@@ -23,6 +22,7 @@ from inferhub.api._params import (
     in_thread,
     no_nul,
 )
+from inferhub.api.context import AppContext, context_of
 from inferhub.api.principal import admin_principal
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.schemas import URL_LENGTH, BackendPatch
