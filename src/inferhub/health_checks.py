@@ -57,3 +57,4 @@ def embedding_model_check(model):
         }
 
     return check
+

@@ -31,7 +31,9 @@ class LiveStats:
             "total_requests": self.requests,
             "total_errors": self.errors,
             "avg_latency_ms": round(self.latency_ms_sum / self.requests, 2) if self.requests else 0.0,
-            "avg_tokens_per_sec": round(self.tokens / self.generation_seconds, 2) if self.generation_seconds else 0.0,
+            "avg_tokens_per_sec": round(self.tokens / self.generation_seconds, 2)
+            if self.generation_seconds
+            else 0.0,
         }
 
 
@@ -41,7 +43,9 @@ class StatsRecorder:
         self._pending: dict[int, StatsDelta] = {}
         self.live: dict[str, LiveStats] = {}
 
-    def record(self, backend_id: str, *, ok: bool, latency_s: float, completion_tokens: int = 0) -> None:
+    def record(
+        self, backend_id: str, *, ok: bool, latency_s: float, completion_tokens: int = 0
+    ) -> None:
         live = self.live.get(backend_id)
         if live is None:
             live = self.live[backend_id] = LiveStats()

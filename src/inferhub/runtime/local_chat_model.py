@@ -181,7 +181,9 @@ class LocalChatModel:
         async with httpx.AsyncClient(timeout=2.0) as client:
             while asyncio.get_running_loop().time() < deadline:
                 if self._process is None or self._process.returncode is not None:
-                    raise StartupError(f"the local chat model process exited during start-up; see {self.log_path}")
+                    raise StartupError(
+                        f"the local chat model process exited during start-up; see {self.log_path}"
+                    )
                 try:
                     response = await client.get(f"{self.url}/v1/models")
                     if response.status_code == 200:

@@ -49,7 +49,8 @@ def load_master_keys(secret_key: str | None, key_file: Path | None, home: Path) 
             Fernet(key)
         except (ValueError, TypeError):
             raise SecretError(
-                "the master key must be 32 url-safe base64-encoded bytes (make one with `inferhub secrets generate`)"
+                "the master key must be 32 url-safe base64-encoded bytes (make one with "
+                "`inferhub secrets generate`)"
             ) from None
     return keys
 

@@ -40,9 +40,8 @@ def upgrade() -> None:
     op.create_table(
         "documents",
         sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column(
-            "collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False, index=True
-        ),
+        sa.Column("collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False,
+                  index=True),
         sa.Column("title", sa.Text, nullable=False),
         sa.Column("source_url", sa.Text, nullable=True),
         sa.Column("filename", sa.Text, nullable=True),
