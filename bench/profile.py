@@ -43,7 +43,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
         "routing+admission (pipeline, registry, balancer, admission)",
         (
             "inferhub/gateway/pipeline.py",
-            "inferhub/gateway/admission.py",
+            "inferhub/gateway/_admission.py",
             "inferhub/gateway/balancer.py",
             "inferhub/gateway/registry.py",
             "inferhub/gateway/backend_state.py",

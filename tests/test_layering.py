@@ -3,6 +3,9 @@
 Every module is parsed with ``ast``; every import counts, at the top or inside a function, except those
 under ``if TYPE_CHECKING:`` (they never run). A failure lists each wrong-way import as
 ``module:line imports target (rule)``. No database, no server.
+
+Each package's public surface is checked the same way: its ``__init__.py`` lists its public modules in
+``__all__`` (and imports nothing from inferhub), and a module with a leading underscore is private to its package.
 """
 
 from __future__ import annotations
@@ -134,6 +137,27 @@ RULES = [
 ]  # fmt: skip
 
 
+def _private_owner(target: str) -> str | None:
+    """The package an underscored module belongs to (``inferhub.api`` for ``inferhub.api._params``), else None."""
+    parts = target.split(".")
+    if parts[0] != ROOT:
+        return None
+    for depth, part in enumerate(parts[1:], start=1):
+        if part.startswith("_") and not part.startswith("__"):
+            return ".".join(parts[:depth])
+    return None
+
+
+def private_imports(imports: list[Import]) -> list[str]:
+    """Imports of another package's underscored module: ``inferhub.x._y`` from outside ``inferhub.x``."""
+    out = []
+    for found in imports:
+        owner = _private_owner(found.target)
+        if owner is not None and not _under(found.module, owner):
+            out.append(f"{found.module}:{found.line} imports {found.target} (private to {owner})")
+    return out
+
+
 def violations(imports: list[Import]) -> list[str]:
     out = []
     for found in imports:
@@ -211,6 +235,71 @@ def test_no_import_cycles_between_packages() -> None:
     assert not groups, "\n".join(line for group in groups for line in _cycle_evidence(group, imports))
 
 
+def test_no_module_imports_another_packages_private_module() -> None:
+    found = private_imports(all_imports())
+    assert not found, f"{len(found)} import(s) of a private module from outside its package:\n" + "\n".join(found)
+
+
+# -- each package's declared public surface -----------------------------------------------------------------
+
+
+def _declared_all(tree: ast.Module) -> list[str] | None:
+    """The literal ``__all__`` at the top of a module, or None when it has none."""
+    for node in tree.body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and node.value is not None:
+            return list(ast.literal_eval(node.value))
+    return None
+
+
+def _defined_names(tree: ast.Module) -> set[str]:
+    """The names an ``__init__`` binds itself (def, class, assignment), not those it imports."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def _submodules(package: Path) -> set[str]:
+    """A package's direct modules and subpackages by name (``__init__`` and ``__main__`` left out)."""
+    found = {p.stem for p in package.glob("*.py") if not p.stem.startswith("__")}
+    return found | {p.parent.name for p in package.glob("*/__init__.py")}
+
+
+def surface_problems(package: Path, name: str) -> list[str]:
+    """What is wrong with one package's declared surface; empty when ``__all__`` names exactly its public modules."""
+    init = package / "__init__.py"
+    tree = ast.parse(init.read_text(), filename=str(init))
+    declared = _declared_all(tree)
+    if declared is None:
+        return [f"{name}: __init__.py declares no __all__"]
+    modules, own = _submodules(package), _defined_names(tree)
+    problems = [f"{name}: __all__ lists {n!r}, private (leading underscore)" for n in declared if n.startswith("_")]
+    problems += [f"{name}: __all__ lists {n!r}, neither a module of it nor defined in its __init__.py"
+                 for n in declared if not n.startswith("_") and n not in modules and n not in own]  # fmt: skip
+    problems += [f"{name}: public module {n!r} missing from __all__ (declare it, or rename it _{n})"
+                 for n in sorted(modules) if not n.startswith("_") and n not in declared]  # fmt: skip
+    problems += [f"{name}:{f.line} __init__.py imports {f.target} (re-exports make importing a package costly "
+                 "and can close a cycle: list the module in __all__ instead)"
+                 for f in _imports(init, name) if _under(f.target, ROOT)]  # fmt: skip
+    return problems
+
+
+def packages() -> list[tuple[Path, str]]:
+    return [(init.parent, _module_name(init)) for init in sorted((SRC / ROOT).rglob("__init__.py"))]
+
+
+def test_every_package_declares_its_public_modules() -> None:
+    found = [problem for package, name in packages() for problem in surface_problems(package, name)]
+    assert not found, "\n".join(found)
+
+
 def test_allowed_list_names_only_imports_that_exist() -> None:
     """A temporary exception outlives its reason silently unless this fails once the import is gone."""
     present = {f"{f.module} -> {f.target}" for f in all_imports()}
@@ -241,8 +330,8 @@ def test_imports_under_type_checking_are_skipped_and_lazy_ones_count(tmp_path: P
     [
         ("inferhub.api.admin_routes", "inferhub.store.backends", True),
         ("inferhub.ui.pages", "sqlalchemy.exc", True),
-        ("inferhub.ui.fleet_pages", "inferhub.api.admin_routes", True),
-        ("inferhub.ui.fleet_pages", "inferhub.api.schemas", False),
+        ("inferhub.ui._fleet_pages", "inferhub.api.admin_routes", True),
+        ("inferhub.ui._fleet_pages", "inferhub.api.schemas", False),
         ("inferhub.observability.metrics", "inferhub.gateway.registry", True),
         ("inferhub.store.keys", "inferhub.tenancy.keys", False),
         ("inferhub.store.keys", "inferhub.gateway.auth", True),
@@ -255,6 +344,44 @@ def test_imports_under_type_checking_are_skipped_and_lazy_ones_count(tmp_path: P
 )
 def test_rules_catch_what_they_name(module: str, target: str, broken: bool) -> None:
     assert bool(violations([Import(module, 1, target)])) is broken
+
+
+@pytest.mark.parametrize(
+    ("module", "target", "broken"),
+    [
+        ("inferhub.ui.routes", "inferhub.api._params", True),
+        ("inferhub.app", "inferhub.ui._fleet_pages", True),
+        ("inferhub.api.schemas", "inferhub.api._params", False),
+        ("inferhub.store.migrations.versions.x", "inferhub.store._rag_schema", False),
+        ("inferhub.services", "inferhub", False),  # from inferhub import __version__
+        ("inferhub.api.admin_routes", "inferhub.store.models", False),
+    ],
+)
+def test_private_module_rule_catches_what_it_names(module: str, target: str, broken: bool) -> None:
+    assert bool(private_imports([Import(module, 1, target)])) is broken
+
+
+@pytest.mark.parametrize(
+    ("init", "expected"),
+    [
+        ('__all__ = ["public", "CONSTANT"]\nCONSTANT = 1\n', []),
+        ("X = 1\n", ["declares no __all__"]),
+        ('__all__ = ["public", "_helper"]\n', ["'_helper', private"]),
+        ('__all__ = ["public", "gone"]\n', ["'gone', neither a module"]),
+        ("__all__ = []\n", ["'public' missing from __all__"]),
+        ('from inferhub.pkg.public import thing\n__all__ = ["public", "thing"]\n',
+         ["'thing', neither a module", "imports inferhub.pkg.public (re-exports"]),
+    ],
+)  # fmt: skip
+def test_surface_check_catches_what_it_names(tmp_path: Path, init: str, expected: list[str]) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(init)
+    (package / "public.py").write_text("")
+    (package / "_helper.py").write_text("")
+    problems = surface_problems(package, "inferhub.pkg")
+    assert len(problems) == len(expected), problems
+    assert all(want in got for want, got in zip(expected, problems, strict=True)), problems
 
 
 def test_a_cycle_between_packages_is_found() -> None:

@@ -6,7 +6,7 @@ PostgreSQL, migrations, the bootstrap key, the llama.cpp child) and then runs N
 socket on that port (the kernel spreads connections across them). A worker that dies is restarted;
 a worker whose supervisor is killed gets SIGTERM (``PR_SET_PDEATHSIG``). Prometheus
 counters, histograms and the state gauges are aggregated across workers through
-``PROMETHEUS_MULTIPROC_DIR`` (``observability/shared_gauges.py``). Rate-limit counters are per process unless
+``PROMETHEUS_MULTIPROC_DIR`` (``observability/_shared_gauges.py``). Rate-limit counters are per process unless
 ``INFERHUB_REDIS_URL`` is set, so set it with several workers.
 """
 

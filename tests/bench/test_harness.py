@@ -176,7 +176,7 @@ def test_profile_attribution():
         "run (inferhub/server.py:1);request (inferhub/backends/upstream_client.py:1) 2",
         "run (inferhub/server.py:1);__call__ (inferhub/app.py:1);uuid4 (uuid.py:1) 2",
         "run (inferhub/server.py:1);_run_once (asyncio/base_events.py:1) 1",
-        "_worker (concurrent/futures/thread.py:1);insert_many (inferhub/store/usage.py:1);"
+        "_worker (concurrent/futures/thread.py:1);insert_many (inferhub/store/_usage.py:1);"
         "execute (sqlalchemy/engine/base.py:1) 1",
     ])  # fmt: skip
     summary = summarize_collapsed(collapsed, cpu_us_per_request=1000.0)

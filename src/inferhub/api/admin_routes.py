@@ -11,8 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ConfigDict, Field, field_validator
 
-from inferhub.api.context import AppContext, context_of
-from inferhub.api.params import (
+from inferhub.api._params import (
     INT_MAX,
     NAME_LENGTH,
     AdminBody,
@@ -23,6 +22,7 @@ from inferhub.api.params import (
     in_thread,
     no_nul,
 )
+from inferhub.api.context import AppContext, context_of
 from inferhub.api.principal import admin_principal
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.schemas import URL_LENGTH, BackendPatch

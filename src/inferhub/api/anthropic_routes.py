@@ -23,8 +23,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from inferhub.api import inference
+from inferhub.api._openapi import body_schema
 from inferhub.api.context import authenticate, context_of
-from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.streaming import SSE_HEADERS
 from inferhub.errors import APIError, ModelNotFound, PermissionDenied

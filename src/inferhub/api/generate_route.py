@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from inferhub.api import inference, validation
+from inferhub.api._openapi import body_schema
 from inferhub.api.context import authenticate, context_of, pick_default_chat_model
-from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import InvalidRequest
 

@@ -17,8 +17,8 @@ from typing import Any
 from fastapi import Request
 
 from inferhub.api import validation
+from inferhub.api._disconnect import unless_client_leaves
 from inferhub.api.context import authenticated, context_of, request_info
-from inferhub.api.disconnect import unless_client_leaves
 from inferhub.backends.base import Capability
 from inferhub.errors import APIError
 from inferhub.gateway.service import Call, Result, StreamResult

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from inferhub.api import validation
+from inferhub.api._openapi import body_schema
 from inferhub.api.context import authenticate, context_of
-from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.deferred.records import JOB_TYPES
 from inferhub.errors import APIError, InvalidRequest, NotFound

@@ -17,8 +17,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from inferhub.api import inference, validation
+from inferhub.api._openapi import body_schema
 from inferhub.api.context import authenticate, caller_of, context_of, request_info, request_meta
-from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.streaming import SSE_HEADERS, openai_sse
 from inferhub.errors import APIError, InvalidRequest, NotFound, PgvectorMissing

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from inferhub.api.params import INT_MAX, NAME_LENGTH, AdminBody
+from inferhub.api._params import INT_MAX, NAME_LENGTH, AdminBody
 from inferhub.settings import BackendType, Operation
 
 URL_LENGTH = 500  # llm_backends.endpoint_url is varchar(500)

@@ -14,8 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from inferhub.api.context import AppContext, context_of
-from inferhub.api.params import (
+from inferhub.api._params import (
     COST_MAX,
     COUNT_MAX,
     INT_MAX,
@@ -32,6 +31,7 @@ from inferhub.api.params import (
     in_thread,
     query_moment,
 )
+from inferhub.api.context import AppContext, context_of
 from inferhub.api.principal import SESSION_COOKIE, Principal, admin_principal, issue_token
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.usage_report import usage_report

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Response
 
+from inferhub.api._params import in_thread, query_moment
 from inferhub.api.context import AppContext
-from inferhub.api.params import in_thread, query_moment
 from inferhub.api.principal import Principal
 from inferhub.api.responses import ORJSONResponse
 from inferhub.errors import InvalidRequest

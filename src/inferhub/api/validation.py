@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from inferhub.api import chat_checks
-from inferhub.api.chat_checks import invalid, json_type
+from inferhub.api import _chat_checks as chat_checks
+from inferhub.api._chat_checks import invalid, json_type
 from inferhub.api.nul_bytes import NUL_MESSAGE, nul_path
 from inferhub.errors import InvalidRequest, ModelNotFound
 

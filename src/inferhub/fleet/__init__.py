@@ -1,9 +1,7 @@
 """The fleet as configured: backend and model-route records, and a backend's pending statistics.
 
-Plain dataclasses. ``store/`` maps rows to them, ``gateway/`` routes with them, ``api/`` and ``ui/`` show them.
-Nothing here stores, serves or imports SQLAlchemy (``tests/test_layering.py``).
+Plain dataclasses in ``records``. ``store/`` maps rows to them, ``gateway/`` routes with them, ``api/`` and
+``ui/`` show them. Nothing here stores, serves or imports SQLAlchemy (``tests/test_layering.py``).
 """
 
-from inferhub.fleet.records import BackendRecord, ModelRoute, StatsDelta
-
-__all__ = ["BackendRecord", "ModelRoute", "StatsDelta"]
+__all__ = ["records"]

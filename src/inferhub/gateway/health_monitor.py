@@ -16,7 +16,7 @@ import time
 import structlog
 
 from inferhub.backends.base import Backend
-from inferhub.gateway.admission import AdmissionController
+from inferhub.gateway._admission import AdmissionController
 from inferhub.gateway.registry import BackendRegistry
 
 log = structlog.get_logger("inferhub.health")

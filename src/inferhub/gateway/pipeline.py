@@ -27,7 +27,7 @@ import structlog
 
 from inferhub.backends.base import Adapter, Backend, Capability, StreamEvent
 from inferhub.errors import APIError, ModelNotFound, UpstreamError
-from inferhub.gateway.admission import AdmissionController
+from inferhub.gateway._admission import AdmissionController
 from inferhub.gateway.balancer import order_backends
 from inferhub.gateway.context_limit import check_max_tokens
 from inferhub.gateway.registry import BackendRegistry, canonical_model_name

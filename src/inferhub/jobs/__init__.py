@@ -1,1 +1,6 @@
-"""Durable async jobs, built on the gateway pipeline (not beside it)."""
+"""Durable async jobs, run through the gateway's service like any other caller.
+
+Public: ``worker`` (claims and runs jobs) and ``webhooks`` (delivers their results).
+"""
+
+__all__ = ["webhooks", "worker"]

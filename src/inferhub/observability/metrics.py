@@ -8,7 +8,7 @@ circuit, queue depth, CPU, memory) are computed when ``/metrics`` is scraped, by
 Multi-process mode: when ``PROMETHEUS_MULTIPROC_DIR`` is set (as ``--workers N``
 does), counters and histograms are aggregated across the worker processes by
 prometheus-client's ``MultiProcessCollector``, and so are the state gauges once
-``share_gauges`` runs in every worker (``shared_gauges.py``: summed, or the worst
+``share_gauges`` runs in every worker (``_shared_gauges.py``: summed, or the worst
 worker's view, per gauge).
 """
 
@@ -32,7 +32,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from inferhub.observability.shared_gauges import SharedGauges
+from inferhub.observability._shared_gauges import SharedGauges
 
 disable_created_metrics()  # the *_created series double the output and no dashboard reads them
 

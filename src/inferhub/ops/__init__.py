@@ -1,12 +1,14 @@
 """Operations commands: ``inferhub backup``/``restore``, ``doctor``, ``models pull``/``warm``.
 
-Each module does the work and reports through an ``echo`` callable; ``cli.py`` holds only thin
-wrappers. An :class:`OpsError` carries one line saying what went wrong and what to do.
+Public: ``backup``, ``config_files``, ``doctor``, ``models``, each doing the work and reporting through an ``echo``
+callable (``cli.py`` holds thin wrappers), and :class:`OpsError`, one line saying what went wrong and what to do.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["OpsError", "backup", "config_files", "doctor", "models", "redact_url"]
 
 
 class OpsError(RuntimeError):

@@ -15,7 +15,7 @@ import structlog
 
 from inferhub.gateway.pipeline import Gateway, RequestMeta
 from inferhub.gateway.service import Call, Caller, InferenceService, RequestInfo
-from inferhub.rag.chunking import chunk_sections
+from inferhub.rag._chunking import chunk_sections
 from inferhub.rag.extract import extract
 from inferhub.store.rag import Hit, RagStore
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from inferhub.store._usage import UsageRepository
 from inferhub.store.database import Database
 from inferhub.store.keys import KeyRepository
 from inferhub.store.tenants import AdminUserRepository, TenantRepository
-from inferhub.store.usage import UsageRepository
 from inferhub.tenancy.keys import KeyRecord
 from inferhub.tenancy.tenants import AdminUserRecord
 

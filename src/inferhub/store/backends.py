@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from inferhub.fleet.records import BackendRecord, StatsDelta
 from inferhub.settings import CREDENTIAL_FIELDS, BackendConfig
-from inferhub.store.audit import record_change
+from inferhub.store._audit import record_change
 from inferhub.store.database import Database
 from inferhub.store.models import BackendRow
 

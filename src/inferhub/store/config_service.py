@@ -10,7 +10,7 @@ from typing import Any
 
 from inferhub.fleet.records import BackendRecord, ModelRoute
 from inferhub.settings import BackendConfig, ModelRouteConfig
-from inferhub.store.audit import AuditRepository
+from inferhub.store._audit import AuditRepository
 from inferhub.store.backends import BackendRepository
 from inferhub.store.database import Database
 from inferhub.store.routes import RouteRepository

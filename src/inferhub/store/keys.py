@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from inferhub.store.audit import record_change
+from inferhub.store._audit import record_change
 from inferhub.store.database import Database
 from inferhub.store.models import ApiKeyRow
 from inferhub.tenancy.keys import (

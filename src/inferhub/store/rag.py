@@ -19,9 +19,9 @@ import orjson
 from sqlalchemy import text
 
 from inferhub.errors import PgvectorMissing
+from inferhub.store._rag_schema import CHUNKS_DDL
 from inferhub.store.database import Database
 from inferhub.store.rag_fulltext import keyword_rows
-from inferhub.store.rag_schema import CHUNKS_DDL
 
 RRF_K = 60
 

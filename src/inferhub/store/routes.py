@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from inferhub.fleet.records import ModelRoute
 from inferhub.settings import ModelRouteConfig
-from inferhub.store.audit import record_change
+from inferhub.store._audit import record_change
 from inferhub.store.database import Database
 from inferhub.store.models import ModelAliasRow, ModelRouteRow
 

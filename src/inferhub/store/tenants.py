@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
-from inferhub.store.audit import record_change
+from inferhub.store._audit import record_change
 from inferhub.store.database import Database
 from inferhub.store.models import AdminUserRow, TenantRow
 from inferhub.tenancy.keys import check_limits

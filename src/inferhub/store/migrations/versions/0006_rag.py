@@ -17,7 +17,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-from inferhub.store.rag_schema import CHUNKS_DDL  # noqa: E402  (one definition for migration and store)
+from inferhub.store._rag_schema import CHUNKS_DDL  # noqa: E402  (one definition for migration and store)
 
 
 def upgrade() -> None:

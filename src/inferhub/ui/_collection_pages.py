@@ -22,6 +22,7 @@ from inferhub.api.validation import parse_json_object
 from inferhub.errors import APIError, NotFound
 from inferhub.gateway.service import Call
 from inferhub.rag.service import build_messages, citations, metered_search, relevant, retrieval_call
+from inferhub.ui._tenant_pages import tenant_page_with
 from inferhub.ui.pages import (
     PLAYGROUND_KEY,
     FormError,
@@ -36,7 +37,6 @@ from inferhub.ui.pages import (
     render,
     visible_tenants,
 )
-from inferhub.ui.tenant_pages import tenant_page_with
 
 router = page_router()
 

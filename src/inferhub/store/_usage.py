@@ -10,7 +10,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from sqlalchemy import delete, func, select
 
-from inferhub.store.audit import record_change
+from inferhub.store._audit import record_change
 from inferhub.store.database import Database
 from inferhub.store.models import ModelPriceRow, UsageRow
 from inferhub.tenancy.usage import GROUPS, Price, UsageRecord

@@ -21,7 +21,7 @@ _MESSAGE = {
     "type": "object",
     "required": ["role"],
     "description": "content is required, except in an assistant message that calls tools; a tool message needs "
-    "tool_call_id (api/chat_checks.py checks what the engines check)",
+    "tool_call_id (api/_chat_checks.py checks what the engines check)",
     "properties": {
         "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]},
         "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},

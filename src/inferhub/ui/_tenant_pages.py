@@ -19,6 +19,7 @@ from inferhub.api.context import AppContext
 from inferhub.api.principal import Principal
 from inferhub.errors import Conflict, NotFound
 from inferhub.tenancy.keys import ALL_SCOPES, LIMIT_NAMES
+from inferhub.ui._usage_pages import usage_chart
 from inferhub.ui.pages import (
     PLAYGROUND_KEY,
     FormError,
@@ -36,7 +37,6 @@ from inferhub.ui.pages import (
     submitted,
     text_field,
 )
-from inferhub.ui.usage_pages import usage_chart
 
 router = page_router()
 
