@@ -194,10 +194,13 @@ def test_get_input_items_and_delete(client: openai.OpenAI) -> None:
 
 def test_another_tenant_gets_404_for_every_operation(client: openai.OpenAI, other: openai.OpenAI) -> None:
     created = client.responses.create(model=TOOL_MODEL, input="secret")
-    for attempt in (lambda: other.responses.retrieve(created.id),
-                    lambda: other.responses.input_items.list(created.id),
-                    lambda: other.responses.delete(created.id),
-                    lambda: other.responses.create(model=TOOL_MODEL, input="x", previous_response_id=created.id)):  # fmt: skip
+    attempts = (
+        lambda: other.responses.retrieve(created.id),
+        lambda: other.responses.input_items.list(created.id),
+        lambda: other.responses.delete(created.id),
+        lambda: other.responses.create(model=TOOL_MODEL, input="x", previous_response_id=created.id),
+    )
+    for attempt in attempts:
         with pytest.raises(openai.NotFoundError) as caught:
             attempt()
         assert caught.value.body["type"] == "invalid_request_error" and caught.value.status_code == 404

@@ -8,7 +8,8 @@ is not a ``tool`` message, the answer is one call of the first tool, ``message.t
 (``{index: 0, function: {arguments: "..."}}``); the last chunk has ``finish_reason: "tool_calls"``, then a
 usage chunk with ``stream_options.include_usage`` and ``data: [DONE]``. After a ``tool`` message the answer
 is text: ``"tool said: <its content>"``. Arguments are ``app.state.arguments`` (default ``{"city": "Paris"}``).
-Every POST body is on ``app.state.requests``; ``app.state.delay`` (seconds) slows each chat answer. Also ``GET /v1/models`` and ``GET /health``.
+Every POST body is on ``app.state.requests``; ``app.state.delay`` (seconds) slows each chat answer.
+Also ``GET /v1/models`` and ``GET /health``.
 """
 
 import asyncio
