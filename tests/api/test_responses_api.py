@@ -114,13 +114,14 @@ def test_create_answers_and_bills_the_usage_it_reports(hub, tenant_a) -> None:
 
 
 def test_stream_events_and_final_response(client: openai.OpenAI) -> None:
-    with client.responses.stream(model="smollm2", input="Count from one to five.", max_output_tokens=16,
+    # Room to finish: the SDK's get_final_response wants response.completed (response.incomplete at the limit).
+    with client.responses.stream(model="smollm2", input="Say hello in one word.", max_output_tokens=200,
                                  temperature=0) as stream:  # fmt: skip
         events = list(stream)
         final = stream.get_final_response()
     kinds = [event.type for event in events]
     assert kinds[:2] == ["response.created", "response.in_progress"]
-    assert kinds[-1] in ("response.completed", "response.incomplete")
+    assert kinds[-1] == "response.completed"
     deltas = "".join(event.delta for event in events if event.type == "response.output_text.delta")
     assert deltas.strip() and final.output_text == deltas
     assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -154,8 +155,7 @@ def test_previous_response_id_replays_the_first_exchange(client: openai.OpenAI, 
     second = client.responses.create(model=TOOL_MODEL, input="which number?", previous_response_id=first.id)
     assert second.previous_response_id == first.id
     messages = _chat_bodies(received)[-1]["messages"]
-    assert messages == [
-        {"role": "system", "content": "Be brief."},
+    assert messages == [  # as at OpenAI, the first request's instructions are not carried over
         {"role": "user", "content": "remember 42"},
         {"role": "assistant", "content": "tool said: remember 42"},
         {"role": "user", "content": "which number?"},
