@@ -294,3 +294,9 @@ def test_background_with_store_false_is_a_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model=TOOL_MODEL, input="x", background=True, store=False)
     assert caught.value.body["param"] == "background"
+
+
+def test_an_unknown_model_is_a_404_naming_it(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.create(model="no-such-model", input="x")
+    assert caught.value.body["param"] == "model" and "no-such-model" in caught.value.body["message"]

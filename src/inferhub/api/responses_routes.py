@@ -28,7 +28,7 @@ from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.streaming import SSE_HEADERS
 from inferhub.deferred.responses import RESPONSE_JOB_TYPE, NewResponse, StoredResponse
-from inferhub.errors import APIError, InvalidRequest, NotFound
+from inferhub.errors import APIError, InvalidRequest, ModelNotFound, NotFound
 from inferhub.gateway.service import StreamResult
 from inferhub.protocols import responses as protocol
 from inferhub.tenancy.keys import KeyRecord
@@ -101,6 +101,7 @@ async def create_response(request: Request):
                       request=body, input_items=items, previous_response_id=previous,
                       response=protocol.response_shell(body, response_id, created_at, "in_progress"))  # fmt: skip
     if store:
+        _known_model(context, body["model"])  # no row for a request that cannot be served
         await _repository(context).create(new)
     if body.get("stream"):
         return await _stream(request, body, chat, new, created_at, store=store)
@@ -114,6 +115,13 @@ async def create_response(request: Request):
     if store:
         await _repository(context).complete(response_id, response)
     return ORJSONResponse(response, headers=result.headers)
+
+
+def _known_model(context: AppContext, model: str) -> None:
+    """The gateway's 404 for an unknown model, before anything is stored for it."""
+    if not context.registry.candidates(context.registry.resolve(model)):
+        raise ModelNotFound(f"The model '{model}' does not exist; GET /v1/models lists the available models",
+                            param="model")  # fmt: skip
 
 
 async def _fail(context: AppContext, new: NewResponse, exc: APIError) -> None:
@@ -178,9 +186,7 @@ async def _background(request: Request, record: KeyRecord, body: dict[str, Any],
                              param="stream", code="unsupported_value")  # fmt: skip
     if context.jobs is None:
         raise APIError("background responses need the database", status_code=503, code="jobs_unavailable")
-    if not context.registry.candidates(body["model"]):
-        raise InvalidRequest(f"model: the model '{body['model']}' does not exist", param="model",
-                             code="model_not_found")  # fmt: skip
+    _known_model(context, body["model"])
     if not record.allows_model(body["model"]):
         raise APIError(f"API key {record.prefix}… may not use model '{body['model']}'", status_code=403,
                        code="model_not_allowed", param="model")  # fmt: skip
