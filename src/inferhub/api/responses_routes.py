@@ -12,6 +12,7 @@ Ownership is the jobs': a tenant's key sees its tenant's responses, a key withou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -86,7 +87,8 @@ async def create_response(request: Request):
     validation.require_model(body)
     protocol.check_request(body)
     context = context_of(request)
-    store = body.get("store") is not False
+    # Without a database (a bare gateway) nothing can be stored: the default store is then off.
+    store = body.get("store") is not False and context.responses is not None
     tenant_id, key_id = _owner(record)
     history: list[dict[str, Any]] = []
     previous = body.get("previous_response_id")
@@ -113,7 +115,10 @@ async def create_response(request: Request):
         raise
     response = protocol.from_chat(result.body, body, response_id, created_at)
     if store:
-        await _repository(context).complete(response_id, response)
+        try:
+            await _repository(context).complete(response_id, response)
+        except Exception as exc:  # the answer is billed: the client gets it even if it could not be kept
+            log.warning("response_store_failed", response=response_id, error=str(exc)[:300])
     return ORJSONResponse(response, headers=result.headers)
 
 
@@ -169,7 +174,8 @@ async def _events(context: AppContext, opened: StreamResult, translator: protoco
             final = translator.final_response()
             task = asyncio.ensure_future(_repository(context).complete(final["id"], final))
             task.add_done_callback(_log_store_failure)
-            await asyncio.shield(task)
+            with contextlib.suppress(Exception):  # logged by the callback; the client has had its events
+                await asyncio.shield(task)
 
 
 def _log_store_failure(task: asyncio.Future[Any]) -> None:
