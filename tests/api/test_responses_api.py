@@ -300,3 +300,16 @@ def test_an_unknown_model_is_a_404_naming_it(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.responses.create(model="no-such-model", input="x")
     assert caught.value.body["param"] == "model" and "no-such-model" in caught.value.body["message"]
+
+
+def test_a_stream_cut_by_the_engine_ends_with_response_failed(client: openai.OpenAI, engine) -> None:
+    engine.app.state.fail_mode, engine.app.state.fail_times = "break_stream", 1
+    try:
+        with client.responses.stream(model=TOOL_MODEL, input="one two three four five") as stream:
+            events = list(stream)
+    finally:
+        engine.app.state.fail_mode = engine.app.state.fail_times = None
+    assert events[0].type == "response.created" and events[-1].type == "response.failed"
+    failed = events[-1].response
+    assert failed.status == "failed" and failed.error.message
+    assert client.responses.retrieve(failed.id).status == "failed"  # stored as it ended

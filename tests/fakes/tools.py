@@ -8,7 +8,8 @@ is not a ``tool`` message, the answer is one call of the first tool, ``message.t
 (``{index: 0, function: {arguments: "..."}}``); the last chunk has ``finish_reason: "tool_calls"``, then a
 usage chunk with ``stream_options.include_usage`` and ``data: [DONE]``. After a ``tool`` message the answer
 is text: ``"tool said: <its content>"``. Arguments are ``app.state.arguments`` (default ``{"city": "Paris"}``).
-Every POST body is on ``app.state.requests``; ``app.state.delay`` (seconds) slows each chat answer.
+Every POST body is on ``app.state.requests``; ``app.state.delay`` (seconds) slows each chat answer;
+``app.state.fail_mode = "break_stream"`` cuts a stream after its first two events (see ``_common``).
 Also ``GET /v1/models`` and ``GET /health``.
 """
 
@@ -20,10 +21,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from ._common import dumps, init_state, json_response, record, text_of, tokens
+from ._common import dumps, init_state, json_response, record, respond, take_fail_mode, text_of, tokens
 
 
 def create_fake_tool_engine_app(model: str = "tool-model") -> Starlette:
@@ -72,7 +73,7 @@ def create_fake_tool_engine_app(model: str = "tool-model") -> Starlette:
             data = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
             events.append(b"data: " + dumps(data) + b"\n\n")
         events.append(b"data: [DONE]\n\n")
-        return StreamingResponse(iter(events), media_type="text/event-stream")
+        return respond(request, take_fail_mode(request), chunks=events, media_type="text/event-stream")
 
     async def models(request: Request) -> Response:
         await record(request)

@@ -284,8 +284,10 @@ class JobWorker:
             return
         response_id = job["metadata"]["response_id"]
         try:
-            stored = await self.responses.set_status(response_id, "in_progress")
-            if stored is None:
+            tenant_id = job.get("tenant_id")
+            key_id = job.get("key_id") if tenant_id is None else None
+            stored = await self.responses.get(response_id, tenant_id, key_id=key_id)
+            if stored is None or stored.finished:
                 return  # already ended (cancelled through the API, say) or deleted
             error = job.get("error") or {}
             final = dict(stored.response or {})
