@@ -313,3 +313,22 @@ def test_a_stream_cut_by_the_engine_ends_with_response_failed(client: openai.Ope
     failed = events[-1].response
     assert failed.status == "failed" and failed.error.message
     assert client.responses.retrieve(failed.id).status == "failed"  # stored as it ended
+
+
+def test_a_background_response_survives_a_restart(tmp_path, engine: BackgroundServer) -> None:
+    """The server stops while the job runs: the job goes back to the queue and ends after the restart."""
+    config = {"backends": [{"model_name": TOOL_MODEL, "backend_type": "vllm", "endpoint_url": engine.url}]}
+    hub = InferhubProcess(tmp_path / "restart", local_models=False, config=config)
+    engine.app.state.delay = 3.0
+    try:
+        with hub:
+            client = openai.OpenAI(base_url=f"{hub.url}/v1", api_key=hub.api_key, max_retries=0, timeout=60)
+            queued = client.responses.create(model=TOOL_MODEL, input="survive this", background=True)
+            wait_for(lambda: client.responses.retrieve(queued.id).status == "in_progress")
+        engine.app.state.delay = 0.0
+        with hub:
+            client = openai.OpenAI(base_url=f"{hub.url}/v1", api_key=hub.api_key, max_retries=0, timeout=60)
+            done = wait_for(lambda: (r := client.responses.retrieve(queued.id)).status == "completed" and r)
+            assert done.output_text == "tool said: survive this"
+    finally:
+        engine.app.state.delay = 0.0
