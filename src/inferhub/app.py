@@ -26,6 +26,7 @@ from inferhub.api import (
     ollama_routes,
     openai_routes,
     rag_routes,
+    responses_routes,
     tenancy_routes,
 )
 from inferhub.api.context import AppContext
@@ -63,6 +64,7 @@ def create_app(
     )
     app.state.context = context
     app.include_router(openai_routes.router)
+    app.include_router(responses_routes.router)
     app.include_router(ollama_routes.router)
     app.include_router(anthropic_routes.router)
     app.include_router(generate_route.router)

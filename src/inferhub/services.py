@@ -460,6 +460,7 @@ def _app_context(
         signing_key=stores.box.signing_key,
         admin_token_minutes=settings.admin_token_minutes,
         jobs=JobRepository(db),
+        responses=ResponseRepository(db),
         job_max_attempts=settings.job_max_attempts,
         files=FileRepository(db),
         batches=BatchRepository(db),
@@ -487,6 +488,7 @@ def build_job_worker(
         signing_key=context.signing_key, concurrency=settings.job_concurrency,
         lease_seconds=settings.job_lease_seconds, retention_days=settings.job_retention_days, metrics=metrics,
         batches=context.batches, load_key=stores.keys.get, rag=context.rag,
+        responses=context.responses,
     )  # fmt: skip
 
 

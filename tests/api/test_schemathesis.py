@@ -36,7 +36,8 @@ SEED = 13
 MAX_EXAMPLES = 40
 INFERENCE_EXAMPLES = 4
 INFERENCE_PATHS = (
-    r"^/(v1/(chat/completions|completions|embeddings|rag/query)|api/(chat|generate|embed|embeddings)|generate)$"
+    r"^/(v1/(chat/completions|completions|embeddings|rag/query|responses)"
+    r"|api/(chat|generate|embed|embeddings)|generate)$"
 )
 HEALTH_PATHS = r"^/health"
 HEALTH_OK = ["1xx", "2xx", "3xx", "4xx", "503"]

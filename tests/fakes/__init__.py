@@ -10,6 +10,7 @@ from ._common import FAIL_MODES, FailMode, RecordedCall, hash_embedding, tokens
 from .ollama import create_fake_ollama_app
 from .server import BackgroundServer
 from .tei import create_fake_tei_app
+from .tools import create_fake_tool_engine_app
 from .vllm import create_fake_vllm_app
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "RecordedCall",
     "create_fake_ollama_app",
     "create_fake_tei_app",
+    "create_fake_tool_engine_app",
     "create_fake_vllm_app",
     "hash_embedding",
     "tokens",

@@ -53,6 +53,31 @@ _TOOLS = {
     },
     "tool_choice": {"anyOf": [{"type": "string", "enum": ["none", "auto", "required"]}, {"type": "object"}]},
 }
+_RESPONSE_ITEM = {
+    "type": "object",
+    "description": "a message {role, content}, a function_call {call_id, name, arguments} or a "
+    "function_call_output {call_id, output}",
+    "properties": {
+        "type": {"type": "string", "enum": ["message", "function_call", "function_call_output", "reasoning"]},
+        "role": {"type": "string", "enum": ["user", "assistant", "system", "developer"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "call_id": {"type": "string"},
+        "name": {"type": "string"},
+        "arguments": {"type": "string", "description": "JSON text"},
+        "output": {"type": "string"},
+    },
+}
+_RESPONSE_TOOL = {
+    "type": "object",
+    "required": ["type", "name"],
+    "properties": {
+        "type": {"type": "string", "enum": ["function"]},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "parameters": {"type": "object"},
+        "strict": {"type": "boolean"},
+    },
+}
 _OLLAMA_MESSAGE = {
     "type": "object",
     "required": ["role"],
@@ -212,6 +237,30 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "model": {"type": "string"},
             "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        },
+    },
+    "ResponseRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "description": "The OpenAI Responses API (docs/protocols/responses.md): translated to a chat request",
+        "properties": {
+            "model": {"type": "string", "example": "smollm2"},
+            "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": _RESPONSE_ITEM}]},
+            "instructions": {"type": "string"},
+            "previous_response_id": {"type": "string"},
+            "store": {"type": "boolean", "default": True},
+            "background": {"type": "boolean", "default": False},
+            "stream": {"type": "boolean", "default": False},
+            "max_output_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "tools": {"type": "array", "items": _RESPONSE_TOOL},
+            "tool_choice": {"anyOf": [{"type": "string", "enum": ["none", "auto", "required"]}, {"type": "object"}]},
+            "parallel_tool_calls": {"type": "boolean"},
+            "text": {"type": "object", "properties": {"format": {"type": "object"}}},
+            "reasoning": {"type": "object", "properties": {"effort": {"type": "string"}}},
+            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+            "user": {"type": "string"},
         },
     },
     "JobRequest": {

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # types only: these modules import the API layer's neighbours
     from inferhub.store.batches import BatchRepository, FileRepository
     from inferhub.store.config_service import ConfigService
     from inferhub.store.jobs import JobRepository
+    from inferhub.store.responses import ResponseRepository
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]  # a JSON report: {"status": "ok" | ..., ...}
 
@@ -44,6 +45,7 @@ class AppContext:
     admin: AdminService | None = None  # tenants, keys, users, usage queries
     signing_key: bytes = b""  # admin session JWTs and webhook secrets
     jobs: JobRepository | None = None
+    responses: ResponseRepository | None = None  # stored Responses (OpenAI Responses API)
     files: FileRepository | None = None
     batches: BatchRepository | None = None
     rag: RagService | None = None

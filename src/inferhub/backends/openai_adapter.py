@@ -18,6 +18,15 @@ from inferhub.backends.upstream_client import TransportError, UpstreamStream
 from inferhub.errors import BackendRejected, UpstreamError
 
 
+def _schema_as_json_object(body: dict[str, Any]) -> None:
+    """``response_format: {type: json_schema, json_schema: {schema}}`` as ``{type: json_object, schema}``: the
+    form both llama.cpp servers constrain by grammar (llama-cpp-python refuses ``json_schema`` outright)."""
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") if isinstance(fmt.get("json_schema"), dict) else None
+        body["response_format"] = {"type": "json_object", **({"schema": schema} if schema is not None else {})}
+
+
 class OpenAIAdapter(Adapter):
     protocol_capabilities = frozenset({"chat", "completions", "embeddings"})
 
@@ -70,6 +79,8 @@ class OpenAIAdapter(Adapter):
         upstream = {**body, "model": self.backend.target_model}
         upstream.pop("stream", None)
         upstream.pop("stream_options", None)
+        if self.backend.backend_type == "llamacpp":
+            _schema_as_json_object(upstream)
         return upstream
 
     def _expect_object(self, data: Any) -> dict[str, Any]:

@@ -23,18 +23,21 @@ from typing import Any
 import psycopg
 import structlog
 
+from inferhub.deferred.responses import RESPONSE_JOB_TYPE
 from inferhub.errors import APIError, UpstreamError
 from inferhub.gateway.limits import LimiterUnavailable, RateLimited
 from inferhub.gateway.pipeline import RequestMeta
 from inferhub.gateway.service import Call, InferenceService, Operation, RecordCapture, RequestInfo
 from inferhub.jobs.webhooks import WebhookCourier
+from inferhub.protocols import responses as responses_protocol
 from inferhub.store.jobs import JOB_CHANNEL, JobRepository
 from inferhub.tenancy.usage import UsageRecord
 
 log = structlog.get_logger("inferhub.jobs")
 
 JOB_PRIORITY_OFFSET = -50
-CAPABILITY = {"chat.completions": "chat", "completions": "completions", "embeddings": "embeddings"}
+CAPABILITY = {"chat.completions": "chat", "completions": "completions", "embeddings": "embeddings",
+              RESPONSE_JOB_TYPE: "chat"}  # fmt: skip
 RETENTION_INTERVAL_SECONDS = 600.0
 
 
@@ -42,7 +45,7 @@ class JobWorker:
     def __init__(self, repo: JobRepository, service: InferenceService, keys: Any, *, database_url: str,
                  signing_key: bytes, concurrency: int = 4, lease_seconds: float = 30.0,
                  retention_days: int = 30, metrics: Any = None, batches: Any = None,
-                 load_key: Any = None, rag: Any = None) -> None:  # fmt: skip
+                 load_key: Any = None, rag: Any = None, responses: Any = None) -> None:  # fmt: skip
         self.repo = repo
         # The same pipeline as live requests; each job's call hands its usage record back (``RecordCapture``)
         # instead of giving it to the shared usage writer. A job's one usage record is written by
@@ -59,6 +62,7 @@ class JobWorker:
         self.batches = batches
         self.load_key = load_key  # a key created a moment ago may not be in the cache yet
         self.rag = rag  # handles "rag.ingest" jobs
+        self.responses = responses  # the ResponseRepository of "responses" jobs (background: true)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[Any]] = {}
@@ -195,7 +199,10 @@ class JobWorker:
         return {"status": "failed", "error": error, "usage_record": record}
 
     async def _after_finish(self, job: dict[str, Any]) -> None:
-        """A job reached its final state: its webhook is due now, its batch may be complete."""
+        """A job reached its final state: its webhook is due now, its batch may be complete, its background
+        response ends with it (a success completed it already; ``complete`` is a no-op on an ended one)."""
+        if job["type"] == RESPONSE_JOB_TYPE and job["status"] != "succeeded":
+            await self._end_response(job)
         if job.get("webhook_state") == "pending":
             self.webhooks.wake()
         batch_id = job.get("batch_id")
@@ -240,13 +247,55 @@ class JobWorker:
         body.pop("stream", None)
         if job["type"] == "rag.ingest":
             return await self._ingest(job, key, body)
+        stored = await self._start_response(job) if job["type"] == RESPONSE_JOB_TYPE else None
         capture = RecordCapture()
         try:
             call = self._job_call(key, job, CAPABILITY[job["type"]], body)  # type: ignore[arg-type]
             done = await self.service.with_sink(capture).call(call)
         except APIError as exc:
             raise _refused_or_failed(exc, capture.take()) from None
+        if stored is not None:
+            await self._complete_response(stored, done.body)
         return done.body, capture.take()
+
+    # -- background responses (POST /v1/responses with background: true) ---------------------------
+
+    def _response_id(self, job: dict[str, Any]) -> str:
+        if self.responses is None:
+            raise _Failed(APIError("stored responses are not available on this worker", status_code=503,
+                                   code="responses_unavailable"))  # fmt: skip
+        return (job.get("metadata") or {})["response_id"]
+
+    async def _start_response(self, job: dict[str, Any]) -> Any:
+        """The response becomes in_progress; one cancelled (or deleted) meanwhile stops the job."""
+        stored = await self.responses.set_status(self._response_id(job), "in_progress")
+        if stored is None:
+            raise asyncio.CancelledError
+        return stored
+
+    async def _complete_response(self, stored: Any, result: dict[str, Any]) -> None:
+        created_at = (stored.response or {}).get("created_at") or stored.created_at.timestamp()
+        response = responses_protocol.from_chat(result, stored.request, stored.id, created_at)
+        await self.responses.complete(stored.id, response)
+
+    async def _end_response(self, job: dict[str, Any]) -> None:
+        """A failed or cancelled job's response ends failed or cancelled, with the job's error."""
+        if self.responses is None or not (job.get("metadata") or {}).get("response_id"):
+            return
+        response_id = job["metadata"]["response_id"]
+        try:
+            tenant_id = job.get("tenant_id")
+            key_id = job.get("key_id") if tenant_id is None else None
+            stored = await self.responses.get(response_id, tenant_id, key_id=key_id)
+            if stored is None or stored.finished:
+                return  # already ended (cancelled through the API, say) or deleted
+            error = job.get("error") or {}
+            final = dict(stored.response or {})
+            if job["status"] == "failed":
+                final["error"] = {"code": error.get("code") or "server_error", "message": error.get("message") or ""}
+            await self.responses.complete(response_id, final, "failed" if job["status"] == "failed" else "cancelled")
+        except Exception as exc:  # the job has its outcome; the response is left as it was, and logged
+            log.warning("response_end_failed", response=response_id, error=str(exc)[:300])
 
     async def _ingest(self, job: dict[str, Any], key: Any, body: dict[str, Any]):
         """Document ingestion: embeddings through the pipeline, metered as one request of the embedding model."""

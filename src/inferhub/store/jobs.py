@@ -56,15 +56,16 @@ class JobRepository:
 
     def submit(self, *, tenant_id: int | None, key_id: int, type: str, body: dict[str, Any], priority: int,
                webhook_url: str | None, metadata: dict[str, Any], idempotency_key: str | None,
-               max_attempts: int) -> tuple[dict[str, Any], bool]:  # fmt: skip
-        """Commit a new job (and wake the workers); with a known idempotency key, return the existing one."""
+               max_attempts: int, job_id: str | None = None) -> tuple[dict[str, Any], bool]:  # fmt: skip
+        """Commit a new job (and wake the workers); with a known idempotency key, return the existing one.
+        ``job_id`` lets the caller name the job first (a background response records it before the job exists)."""
         if idempotency_key:
             existing = self._by_idempotency(key_id, idempotency_key)
             if existing is not None:
                 return existing, False
         try:
             with self._db.session() as session:
-                row = JobRow(id=new_job_id(), tenant_id=tenant_id, key_id=key_id, type=type, body=body,
+                row = JobRow(id=job_id or new_job_id(), tenant_id=tenant_id, key_id=key_id, type=type, body=body,
                              priority=priority, webhook_url=webhook_url, metadata_=metadata,
                              idempotency_key=idempotency_key, max_attempts=max_attempts, status="queued",
                              attempts=0, cancel_requested=False, webhook_attempts=0)  # fmt: skip

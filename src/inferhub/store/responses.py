@@ -15,62 +15,21 @@ store is called from the event loop (``asyncio.to_thread``).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, or_, select, text
 
+from inferhub.deferred.responses import ACTIVE, FINAL, STATUSES, NewResponse, StoredResponse
 from inferhub.errors import InvalidRequest, NotFound
 from inferhub.store.database import Database
 from inferhub.store.models import ResponseRow
 
-ACTIVE = ("queued", "in_progress")
-FINAL = ("completed", "incomplete", "failed", "cancelled")
-STATUSES = ACTIVE + FINAL
+__all__ = ["ACTIVE", "FINAL", "STATUSES", "NewResponse", "PreviousResponseNotFound", "ResponseRepository",
+           "StoredResponse", "page"]  # fmt: skip
+
 MAX_HISTORY = 100  # responses in one previous_response_id chain; a longer one is refused, not truncated
 MAX_PAGE = 100  # as OpenAI's input_items ``limit``
-
-
-@dataclass(frozen=True)
-class NewResponse:
-    """What the route knows when it accepts a request: ``response`` may be the shell (status queued or
-    in_progress) so that ``GET`` answers in the Response shape before the result exists."""
-
-    id: str
-    tenant_id: int | None
-    key_id: int
-    model: str
-    request: dict[str, Any]
-    input_items: list[dict[str, Any]]
-    status: str = "in_progress"
-    background: bool = False
-    response: dict[str, Any] | None = None
-    previous_response_id: str | None = None
-    job_id: str | None = None
-    expires_at: datetime | None = None  # None: kept for the retention period
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    id: str
-    tenant_id: int | None
-    key_id: int
-    model: str
-    status: str
-    background: bool
-    request: dict[str, Any]
-    input_items: list[dict[str, Any]]
-    response: dict[str, Any] | None
-    previous_response_id: str | None
-    job_id: str | None
-    created_at: datetime
-    updated_at: datetime
-    expires_at: datetime | None = field(default=None)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINAL
 
 
 def _record(row: ResponseRow) -> StoredResponse:
