@@ -283,11 +283,19 @@ def test_cancelling_a_foreground_response_is_a_400(client: openai.OpenAI) -> Non
 # -- bad input ----------------------------------------------------------------------------------
 
 
-def test_a_hosted_tool_is_a_400_naming_the_field(client: openai.OpenAI) -> None:
+def test_a_client_run_tool_of_another_type_is_a_400_naming_the_field(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model=TOOL_MODEL, input="search", tools=[{"type": "web_search"}])
+        client.responses.create(model=TOOL_MODEL, input="run", tools=[{"type": "custom", "name": "shell"}])
     assert caught.value.body["param"] == "tools[0].type"
-    assert "web_search" in caught.value.body["message"]
+    assert "'custom'" in caught.value.body["message"]
+
+
+def test_hosted_tools_an_agent_sends_are_left_out_of_what_the_engine_sees(client: openai.OpenAI, received) -> None:
+    # Codex sends web_search and namespace tools by default (docs/protocols/agents.md).
+    tools = [{"type": "web_search"}, WEATHER, {"type": "namespace", "name": "agents"}]
+    asked = client.responses.create(model=TOOL_MODEL, input="Weather in Paris?", tools=tools)  # type: ignore[arg-type]
+    assert asked.output[0].type == "function_call"
+    assert [tool["function"]["name"] for tool in _chat_bodies(received)[0]["tools"]] == ["get_weather"]
 
 
 def test_background_with_store_false_is_a_400(client: openai.OpenAI) -> None:

@@ -5,8 +5,8 @@ shapes the dashboard reuses. ``_chat_checks``, ``_disconnect``, ``_openapi`` and
 """
 
 __all__ = [
-    "anthropic_routes",
     "admin_routes",
+    "anthropic_routes",
     "batch_routes",
     "batch_wire",
     "context",
@@ -20,6 +20,7 @@ __all__ = [
     "principal",
     "rag_routes",
     "responses",
+    "responses_routes",
     "schemas",
     "streaming",
     "tenancy_routes",

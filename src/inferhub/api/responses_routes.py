@@ -24,8 +24,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from inferhub.api import inference, validation
+from inferhub.api._openapi import body_schema
 from inferhub.api.context import AppContext, authenticate, context_of
-from inferhub.api.openapi import body_schema
 from inferhub.api.responses import ORJSONResponse
 from inferhub.api.streaming import SSE_HEADERS
 from inferhub.deferred.responses import RESPONSE_JOB_TYPE, NewResponse, StoredResponse

@@ -4,4 +4,4 @@ Plain data in ``records``. ``store/`` keeps it, ``jobs/`` runs it, ``api/`` shap
 objects (``api/batch_wire.py``). Nothing here stores, serves or imports SQLAlchemy (``tests/test_layering.py``).
 """
 
-__all__ = ["records"]
+__all__ = ["records", "responses"]
