@@ -18,8 +18,7 @@ import anthropic
 import httpx
 import pytest
 
-from fakes import BackgroundServer
-from fakes.tool_engine import create_fake_tool_engine_app
+from fakes import BackgroundServer, create_fake_tool_engine_app
 from inferhub.api.context import AppContext
 from inferhub.app import create_app
 from inferhub.errors import UpstreamError

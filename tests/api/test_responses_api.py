@@ -1,7 +1,7 @@
 """The official openai SDK's Responses API (``client.responses``) against a running Inferhub.
 
 One server for the module: the embedded SmolLM2 (``smollm2``) and a fake vLLM-style engine that calls tools
-(``tool-model``, tests/fakes/tools.py) which records what it received, so a test can check what the
+(``tool-model``, tests/fakes/tool_engine.py) which records what it received, so a test can check what the
 translated chat request carried (the earlier exchange of a ``previous_response_id``, a tool message).
 Two tenants' keys check ownership; the built-in job worker runs ``background: true`` responses.
 """
@@ -151,13 +151,13 @@ def test_text_format_json_schema_gives_json_that_matches(client: openai.OpenAI, 
 
 def test_previous_response_id_replays_the_first_exchange(client: openai.OpenAI, received) -> None:
     first = client.responses.create(model=TOOL_MODEL, input="remember 42", instructions="Be brief.")
-    assert first.output_text == "tool said: remember 42"
+    assert first.output_text == "echo: remember 42"
     second = client.responses.create(model=TOOL_MODEL, input="which number?", previous_response_id=first.id)
     assert second.previous_response_id == first.id
     messages = _chat_bodies(received)[-1]["messages"]
     assert messages == [  # as at OpenAI, the first request's instructions are not carried over
         {"role": "user", "content": "remember 42"},
-        {"role": "assistant", "content": "tool said: remember 42"},
+        {"role": "assistant", "content": "echo: remember 42"},
         {"role": "user", "content": "which number?"},
     ]
     items = client.responses.input_items.list(second.id)
@@ -177,7 +177,7 @@ def test_get_input_items_and_delete(client: openai.OpenAI) -> None:
                {"role": "user", "content": "three"}],
     )  # fmt: skip
     got = client.responses.retrieve(created.id)
-    assert got.id == created.id and got.output_text == created.output_text == "tool said: three"
+    assert got.id == created.id and got.output_text == created.output_text == "echo: three"
     newest = client.responses.input_items.list(created.id, limit=2)
     assert [i.content[0].text for i in newest.data] == ["three", "two"] and newest.has_more
     oldest = client.responses.input_items.list(created.id, order="asc")
@@ -204,12 +204,12 @@ def test_another_tenant_gets_404_for_every_operation(client: openai.OpenAI, othe
         with pytest.raises(openai.NotFoundError) as caught:
             attempt()
         assert caught.value.body["type"] == "invalid_request_error" and caught.value.status_code == 404
-    assert client.responses.retrieve(created.id).output_text == "tool said: secret"  # still there
+    assert client.responses.retrieve(created.id).output_text == "echo: secret"  # still there
 
 
 def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
     response = client.responses.create(model=TOOL_MODEL, input="forget me", store=False)
-    assert response.output_text == "tool said: forget me" and response.store is False
+    assert response.output_text == "echo: forget me" and response.store is False
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(response.id)
 
@@ -228,7 +228,7 @@ def test_function_call_then_its_output_reaches_the_engine_as_a_tool_message(clie
         model=TOOL_MODEL, previous_response_id=asked.id, tools=[WEATHER],
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}],
     )  # fmt: skip
-    assert answered.output_text == "tool said: sunny, 21 C"
+    assert answered.output_text == "The tool said: sunny, 21 C"
     messages = _chat_bodies(received)[-1]["messages"]
     assert messages[-2]["role"] == "assistant"
     assert messages[-2]["tool_calls"][0]["id"] == call.call_id
@@ -257,7 +257,7 @@ def test_background_response_is_queued_then_completed(client: openai.OpenAI) -> 
     queued = client.responses.create(model=TOOL_MODEL, input="later please", background=True)
     assert queued.status in ("queued", "in_progress") and queued.background is True
     done = wait_for(lambda: (r := client.responses.retrieve(queued.id)).status not in ("queued", "in_progress") and r)
-    assert done.status == "completed" and done.output_text == "tool said: later please"
+    assert done.status == "completed" and done.output_text == "echo: later please"
     assert done.usage.output_tokens > 0
 
 
@@ -337,6 +337,6 @@ def test_a_background_response_survives_a_restart(tmp_path, engine: BackgroundSe
         with hub:
             client = openai.OpenAI(base_url=f"{hub.url}/v1", api_key=hub.api_key, max_retries=0, timeout=60)
             done = wait_for(lambda: (r := client.responses.retrieve(queued.id)).status == "completed" and r)
-            assert done.output_text == "tool said: survive this"
+            assert done.output_text == "echo: survive this"
     finally:
         engine.app.state.delay = 0.0

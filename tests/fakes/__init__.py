@@ -1,4 +1,4 @@
-"""Fake upstream engines (Ollama, Hugging Face TEI, vLLM with a reasoning parser) for Inferhub's tests.
+"""Fake upstream engines (Ollama, Hugging Face TEI, vLLM with a reasoning parser or calling tools) for tests.
 
 Each ``create_fake_*_app`` returns a Starlette ASGI app; run it on a real port with
 :class:`BackgroundServer`, or drive it in-process with ``httpx.ASGITransport``. Every app records what it
@@ -10,7 +10,7 @@ from ._common import FAIL_MODES, FailMode, RecordedCall, hash_embedding, tokens
 from .ollama import create_fake_ollama_app
 from .server import BackgroundServer
 from .tei import create_fake_tei_app
-from .tools import create_fake_tool_engine_app
+from .tool_engine import create_fake_tool_engine_app
 from .vllm import create_fake_vllm_app
 
 __all__ = [

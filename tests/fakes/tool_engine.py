@@ -14,10 +14,17 @@ and a conversation whose last message is not a ``tool`` result answers with one 
 When the last message is a ``tool`` result (or there are no tools) the answer is text:
 ``"The tool said: <that result's content>"`` (``"echo: <last user text>"`` without one). Tokens are
 whitespace-delimited words; ``prompt_tokens`` counts the words of all messages' text. Every POST body is
-recorded on ``app.state.requests``;
-``app.state.fail_mode`` works as in ``_common``. Also ``GET /v1/models``, ``/health``, ``/metrics``.
+recorded on ``app.state.requests``; ``app.state.fail_mode`` works as in ``_common``. Also
+``GET /v1/models``, ``/health``, ``/metrics``.
+
+Knobs on ``app.state`` (for agent CLIs, which send many tools and extra turns): ``reply`` (a fixed text
+answer instead of the echo, e.g. ``"pong"``), ``call_tools`` (False: always answer in text),
+``tool_name`` (call this tool when the request offers it, instead of the first), ``tool_once`` (call a
+tool only while the conversation has no ``tool`` message yet: Claude Code puts text after a tool
+result), ``delay`` (seconds before each chat answer).
 """
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -43,18 +50,34 @@ from ._common import (
 DEFAULT_ARGUMENTS = {"city": "Paris"}
 
 
-def _called_tool(body: dict[str, Any]) -> str | None:
-    """The tool to call: the one ``tool_choice`` names, else the first; None when the model answers in text."""
+def _called_tool(body: dict[str, Any], state: Any) -> str | None:
+    """The tool to call: the one ``tool_choice`` names, else ``state.tool_name`` if offered, else the first;
+    None when the model answers in text."""
     tools = body.get("tools") or []
-    messages = body.get("messages") or []
-    if not tools or body.get("tool_choice") == "none":
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    if not tools or body.get("tool_choice") == "none" or not state.call_tools:
         return None
-    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+    if messages and messages[-1].get("role") == "tool":
+        return None
+    if state.tool_once and any(m.get("role") == "tool" for m in messages):
         return None
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         return (choice.get("function") or {}).get("name")
-    return (tools[0].get("function") or {}).get("name")
+    names = [(tool.get("function") or {}).get("name") for tool in tools if isinstance(tool, dict)]
+    if state.tool_name is not None:
+        return state.tool_name if state.tool_name in names else None
+    return names[0] if names else None
+
+
+def _text_answer(messages: list[dict[str, Any]], state: Any) -> str:
+    """``state.reply``, else what the last tool result said, else the echo of the last user text."""
+    if state.reply is not None:
+        return state.reply
+    results = [m for m in messages if m.get("role") == "tool"]
+    if messages and (messages[-1].get("role") == "tool" or (state.tool_once and results)):
+        return f"The tool said: {text_of(results[-1].get('content'))}"
+    return f"echo: {last_user_text(messages)}"
 
 
 def create_fake_tool_engine_app(model: str = "tool-model") -> Starlette:
@@ -69,8 +92,10 @@ def create_fake_tool_engine_app(model: str = "tool-model") -> Starlette:
         messages = [m for m in body["messages"] if isinstance(m, dict)]
         prompt_tokens = sum(count_words(text_of(m.get("content"))) for m in messages)
         state = request.app.state
+        if state.delay:
+            await asyncio.sleep(state.delay)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
-        name = _called_tool(body)
+        name = _called_tool(body, state)
         if name is not None:
             arguments = dumps(state.tool_arguments).decode()
             call_id = f"chatcmpl-tool-{uuid.uuid4().hex[:16]}"
@@ -81,11 +106,7 @@ def create_fake_tool_engine_app(model: str = "tool-model") -> Starlette:
             }  # fmt: skip
             finish = "tool_calls"
         else:
-            last = messages[-1] if messages else {}
-            if last.get("role") == "tool":
-                text = f"The tool said: {text_of(last.get('content'))}"
-            else:
-                text = f"echo: {last_user_text(messages)}"
+            text = _text_answer(messages, state)
             completion_tokens = len(tokens(text))
             message = {"role": "assistant", "content": text, "tool_calls": []}
             finish = "stop"
@@ -124,6 +145,7 @@ def create_fake_tool_engine_app(model: str = "tool-model") -> Starlette:
         return respond(request, mode, chunks=frames, media_type="text/event-stream; charset=utf-8")
 
     async def models(request: Request) -> Response:
+        await record(request)
         card = {"id": model, "object": "model", "created": 0, "owned_by": "vllm", "max_model_len": 32768}
         return json_response({"object": "list", "data": [card]})
 
@@ -146,4 +168,9 @@ def create_fake_tool_engine_app(model: str = "tool-model") -> Starlette:
     init_state(app)
     app.state.tool_arguments = dict(DEFAULT_ARGUMENTS)
     app.state.fragment_size = 4
+    app.state.reply = None
+    app.state.call_tools = True
+    app.state.tool_name = None
+    app.state.tool_once = False
+    app.state.delay = 0.0
     return app
