@@ -150,30 +150,24 @@ def test_claude_runs_the_engines_tool_call_through_inferhub(hub, key, fake, tmp_
 # -- the embedded 2,048-token model ----------------------------------------------------------------
 
 
-def _embedded_outcome(hub, key_id: int, endpoint: str, code: int, out: str, err: str) -> dict[str, Any]:
-    """Either an answer (exit 0, text, a 200 row) or a clear 400 context-length error, never a 5xx."""
-    rows = _wait(lambda: _log_rows(hub, key_id, endpoint, EMBEDDED))
-    statuses = {r["status"] for r in rows}
-    assert all(s < 500 for s in statuses), (statuses, err[-3000:])
-    if code == 0:
-        assert out.strip(), err[-3000:]
-        assert 200 in statuses
-    else:
-        assert statuses == {400}, (statuses, err[-3000:])
-        assert re.search(r"context", out + err, re.IGNORECASE), err[-3000:]
-    print(f"{endpoint}: exit {code}, rows {[(r['status'], r['prompt_tokens']) for r in rows]}")
-    return rows[0]
+def _embedded_answer(hub, key_id: int, endpoint: str, code: int, out: str, err: str) -> dict[str, Any]:
+    """An answer: exit 0, text on stdout, a 200 row whose prompt fits the 2,048-token context."""
+    assert code == 0, f"exit {code}\nstdout:\n{out}\nstderr:\n{err[-3000:]}"
+    assert out.strip(), err[-3000:]
+    [row] = _wait(lambda: _log_rows(hub, key_id, endpoint, EMBEDDED))
+    assert row["status"] == 200 and 0 < row["prompt_tokens"] < 2048, row
+    print(f"{endpoint}: prompt_tokens {row['prompt_tokens']}, completion_tokens {row['completion_tokens']}")
+    return row
 
 
 def test_claude_lean_answers_from_the_embedded_model(hub, key, tmp_path: Path) -> None:
-    secret, key_id = key
-    code, out, err = run_claude(hub.url, secret, EMBEDDED, PROMPT, tmp_path, lean=True, max_output_tokens=32,
+    # Room to finish: Claude Code exits 1 when the answer stops at max_tokens (SmolLM2 rambles past 32).
+    code, out, err = run_claude(hub.url, key[0], EMBEDDED, PROMPT, tmp_path, lean=True, max_output_tokens=256,
                                 timeout=100)  # fmt: skip
-    row = _embedded_outcome(hub, key_id, "/v1/messages", code, out, err)
-    assert code == 0 and row["status"] == 200, (code, out, err[-3000:])  # the lean prompt fits 2,048 tokens
+    _embedded_answer(hub, key[1], "/v1/messages", code, out, err)
 
 
-def test_codex_lean_against_the_embedded_model(hub, key, tmp_path: Path) -> None:
-    secret, key_id = key
-    code, out, err = run_codex(hub.url, secret, EMBEDDED, PROMPT, tmp_path, lean=True, timeout=100)
-    _embedded_outcome(hub, key_id, "/v1/responses", code, out, err)
+def test_codex_lean_answers_from_the_embedded_model(hub, key, tmp_path: Path) -> None:
+    # Needs the developer message sent as a system one: llama-cpp-python refuses the developer role.
+    code, out, err = run_codex(hub.url, key[0], EMBEDDED, PROMPT, tmp_path, lean=True, timeout=100)
+    _embedded_answer(hub, key[1], "/v1/responses", code, out, err)

@@ -113,6 +113,13 @@ def test_create_answers_and_bills_the_usage_it_reports(hub, tenant_a) -> None:
     assert row["tenant_id"] is not None
 
 
+def test_developer_message_reaches_the_embedded_model(client: openai.OpenAI) -> None:
+    # Codex CLI's instructions come as a developer message; llama-cpp-python refuses that role (it is a system one).
+    turns = [{"role": "developer", "content": "Answer briefly."}, {"role": "user", "content": "Name a colour."}]
+    response = client.responses.create(model="smollm2", input=turns, max_output_tokens=8, temperature=0)
+    assert response.status in ("completed", "incomplete") and response.output_text.strip()
+
+
 def test_stream_events_and_final_response(client: openai.OpenAI) -> None:
     # Room to finish: the SDK's get_final_response wants response.completed (response.incomplete at the limit).
     with client.responses.stream(model="smollm2", input="Say hello in one word.", max_output_tokens=200,

@@ -27,6 +27,16 @@ def _schema_as_json_object(body: dict[str, Any]) -> None:
         body["response_format"] = {"type": "json_object", **({"schema": schema} if schema is not None else {})}
 
 
+def _developer_as_system(body: dict[str, Any]) -> None:
+    """``role: "developer"`` messages as ``"system"`` (what OpenAI defines them as): llama-cpp-python's server
+    refuses the role with a validation error, and Codex CLI sends its instructions in one."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+        body["messages"] = [
+            {**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m for m in messages
+        ]
+
+
 class OpenAIAdapter(Adapter):
     protocol_capabilities = frozenset({"chat", "completions", "embeddings"})
 
@@ -81,6 +91,7 @@ class OpenAIAdapter(Adapter):
         upstream.pop("stream_options", None)
         if self.backend.backend_type == "llamacpp":
             _schema_as_json_object(upstream)
+            _developer_as_system(upstream)
         return upstream
 
     def _expect_object(self, data: Any) -> dict[str, Any]:
