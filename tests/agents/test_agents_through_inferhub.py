@@ -57,9 +57,9 @@ def fake(engine: BackgroundServer) -> Iterator[Any]:
     """The engine's state, answering "pong" without calling tools; reset after each test."""
     state = engine.app.state
     state.requests.clear()
-    state.reply, state.call_tools, state.tool_name, state.tool_once = "pong", False, None, False
+    state.reply, state.call_tools, state.tool_name = "pong", False, None
     yield state
-    state.reply, state.call_tools, state.tool_name, state.tool_once = None, True, None, False
+    state.reply, state.call_tools, state.tool_name = None, True, None
     state.tool_arguments = {"city": "Paris"}
 
 
@@ -136,7 +136,7 @@ def test_codex_runs_the_engines_tool_call_through_inferhub(hub, key, fake, tmp_p
 
 def test_claude_runs_the_engines_tool_call_through_inferhub(hub, key, fake, tmp_path: Path) -> None:
     note = _note(tmp_path, "claude")
-    fake.reply, fake.call_tools, fake.tool_name, fake.tool_once = None, True, "Read", True
+    fake.reply, fake.call_tools, fake.tool_name = None, True, "Read"
     fake.tool_arguments = {"file_path": str(note)}
     code, out, err = run_claude(hub.url, key[0], MODEL, "Read note.txt and reply with the word in it", tmp_path)
     _check(code, out, err, "claude")

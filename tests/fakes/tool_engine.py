@@ -19,9 +19,8 @@ recorded on ``app.state.requests``; ``app.state.fail_mode`` works as in ``_commo
 
 Knobs on ``app.state`` (for agent CLIs, which send many tools and extra turns): ``reply`` (a fixed text
 answer instead of the echo, e.g. ``"pong"``), ``call_tools`` (False: always answer in text),
-``tool_name`` (call this tool when the request offers it, instead of the first), ``tool_once`` (call a
-tool only while the conversation has no ``tool`` message yet: Claude Code puts text after a tool
-result), ``delay`` (seconds before each chat answer).
+``tool_name`` (call this tool when the request offers it, instead of the first), ``delay`` (seconds
+before each chat answer).
 """
 
 import asyncio
@@ -59,8 +58,6 @@ def _called_tool(body: dict[str, Any], state: Any) -> str | None:
         return None
     if messages and messages[-1].get("role") == "tool":
         return None
-    if state.tool_once and any(m.get("role") == "tool" for m in messages):
-        return None
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         return (choice.get("function") or {}).get("name")
@@ -74,9 +71,8 @@ def _text_answer(messages: list[dict[str, Any]], state: Any) -> str:
     """``state.reply``, else what the last tool result said, else the echo of the last user text."""
     if state.reply is not None:
         return state.reply
-    results = [m for m in messages if m.get("role") == "tool"]
-    if messages and (messages[-1].get("role") == "tool" or (state.tool_once and results)):
-        return f"The tool said: {text_of(results[-1].get('content'))}"
+    if messages and messages[-1].get("role") == "tool":
+        return f"The tool said: {text_of(messages[-1].get('content'))}"
     return f"echo: {last_user_text(messages)}"
 
 
@@ -171,6 +167,5 @@ def create_fake_tool_engine_app(model: str = "tool-model") -> Starlette:
     app.state.reply = None
     app.state.call_tools = True
     app.state.tool_name = None
-    app.state.tool_once = False
     app.state.delay = 0.0
     return app
