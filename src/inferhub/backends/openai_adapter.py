@@ -1,7 +1,9 @@
 """OpenAI-compatible engines: vLLM, llama.cpp server, mlx_lm.server, LiteLLM, TEI's /v1/embeddings.
 
 Requests and chunks pass through as the engine sent them; only the model name is
-replaced by the upstream's own. ``reasoning_content`` therefore passes untouched.
+replaced by the upstream's own. ``reasoning_content`` therefore passes untouched. For llama.cpp
+backends two request fields llama-cpp-python refuses are rewritten (``json_schema`` response format,
+the ``developer`` role).
 """
 
 from __future__ import annotations
