@@ -175,6 +175,6 @@ def test_codex_lean_reaches_the_embedded_model(hub, key, tmp_path: Path) -> None
     if code != 0 and "Incomplete response returned, reason: max_output_tokens" in err:
         [row] = _wait(lambda: _log_rows(hub, key[1], "/v1/responses", EMBEDDED))
         assert row["status"] == 200 and 0 < row["prompt_tokens"] < 2048, row
-        assert row["prompt_tokens"] + row["completion_tokens"] >= 2000, row  # it stopped at the context's end
+        assert row["completion_tokens"] >= 1000, row  # it stopped at the context's end, not early
         return
     _embedded_answer(hub, key[1], "/v1/responses", code, out, err)
