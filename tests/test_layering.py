@@ -132,8 +132,8 @@ RULES = [
      lambda t: _under(t, *_inner("store", "gateway", "api"))),
     ("domain packages import no store/, api/, ui/, gateway/, SQLAlchemy", DOMAIN,
      lambda t: _under(t, *_inner("store", "api", "ui", "gateway"), "sqlalchemy")),
-    ("protocols/ (pure translations) import only errors and backends.base", ("protocols",),
-     lambda t: _under(t, ROOT) and not _under(t, *_inner("protocols", "errors", "backends.base"))),
+    ("protocols/ (pure translations) import only errors, json_checks and backends.base", ("protocols",),
+     lambda t: _under(t, ROOT) and not _under(t, *_inner("protocols", "errors", "json_checks", "backends.base"))),
 ]  # fmt: skip
 
 

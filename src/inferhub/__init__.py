@@ -23,6 +23,7 @@ __all__ = [  # the packages and the top-level modules
     "home",
     "housekeeping",
     "jobs",
+    "json_checks",
     "observability",
     "ops",
     "protocols",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from inferhub.errors import InvalidRequest
+from inferhub.json_checks import expect_object, expect_string, invalid, json_type, missing
 
 OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 OLLAMA_ROLES = ("system", "user", "assistant", "tool")
@@ -28,36 +28,6 @@ _PART_TYPES: dict[str, tuple[str, ...]] = {
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _TOOL_CHOICES = ("none", "auto", "required")
 _RESPONSE_FORMATS = ("text", "json_object", "json_schema")
-
-
-def json_type(value: Any) -> str:
-    """How an error message names a JSON value's type."""
-    return {
-        dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-        bool: "a boolean", type(None): "null",
-    }.get(type(value), type(value).__name__)  # fmt: skip
-
-
-def invalid(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
-
-
-def _missing(param: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: this field is required", param=param, code="missing_required_parameter")
-
-
-def _string(value: Any, param: str, *, non_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise invalid(param, f"expected a string, got {json_type(value)}")
-    if non_empty and not value:
-        raise invalid(param, "must not be empty")
-    return value
-
-
-def _object(value: Any, param: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise invalid(param, f"expected an object, got {json_type(value)}")
-    return value
 
 
 def _number(value: Any, param: str, low: float, high: float, *, integer: bool = False) -> None:
@@ -80,22 +50,22 @@ def check_openai_messages(messages: list[Any]) -> None:
         if role not in OPENAI_ROLES:
             raise invalid(f"{where}.role", f"expected one of {', '.join(OPENAI_ROLES)}, got {role!r}")
         if message.get("name") is not None:
-            _string(message["name"], f"{where}.name", non_empty=True)
+            expect_string(message["name"], f"{where}.name", non_empty=True)
         has_calls = _check_assistant_calls(message, where) if role == "assistant" else False
         content = message.get("content")
         if content is not None:
             _check_content(content, role, f"{where}.content")
         elif not _may_omit_content(message, role, has_calls):
-            raise _missing(f"{where}.content")
+            raise missing(f"{where}.content")
         if role == "tool":
             if message.get("tool_call_id") is None:
-                raise _missing(f"{where}.tool_call_id")
-            _string(message["tool_call_id"], f"{where}.tool_call_id", non_empty=True)
+                raise missing(f"{where}.tool_call_id")
+            expect_string(message["tool_call_id"], f"{where}.tool_call_id", non_empty=True)
         if role == "function" and message.get("name") is None:
-            raise _missing(f"{where}.name")
+            raise missing(f"{where}.name")
         for text_field in ("refusal", "reasoning_content"):
             if message.get(text_field) is not None:
-                _string(message[text_field], f"{where}.{text_field}")
+                expect_string(message[text_field], f"{where}.{text_field}")
 
 
 def _may_omit_content(message: dict[str, Any], role: str, has_calls: bool) -> bool:
@@ -115,26 +85,26 @@ def _check_content(content: Any, role: str, where: str) -> None:
     allowed = _PART_TYPES[role]
     for index, part in enumerate(content):
         at = f"{where}[{index}]"
-        _object(part, at)
+        expect_object(part, at)
         kind = part.get("type")
         if kind not in allowed:
             raise invalid(f"{at}.type", f"a {role} message's content parts are {', '.join(allowed)}; got {kind!r}")
         if kind == "text":
-            _string(part.get("text"), f"{at}.text")
+            expect_string(part.get("text"), f"{at}.text")
         elif kind == "refusal":
-            _string(part.get("refusal"), f"{at}.refusal")
+            expect_string(part.get("refusal"), f"{at}.refusal")
         elif kind == "image_url":
-            image = _object(part.get("image_url"), f"{at}.image_url")
-            _string(image.get("url"), f"{at}.image_url.url", non_empty=True)
+            image = expect_object(part.get("image_url"), f"{at}.image_url")
+            expect_string(image.get("url"), f"{at}.image_url.url", non_empty=True)
             if image.get("detail") is not None and image["detail"] not in ("auto", "low", "high"):
                 raise invalid(f"{at}.image_url.detail", f"expected auto, low or high, got {image['detail']!r}")
         elif kind == "input_audio":
-            audio = _object(part.get("input_audio"), f"{at}.input_audio")
-            _string(audio.get("data"), f"{at}.input_audio.data", non_empty=True)
+            audio = expect_object(part.get("input_audio"), f"{at}.input_audio")
+            expect_string(audio.get("data"), f"{at}.input_audio.data", non_empty=True)
             if audio.get("format") not in ("wav", "mp3"):
                 raise invalid(f"{at}.input_audio.format", f"expected wav or mp3, got {audio.get('format')!r}")
         elif kind == "file":
-            file = _object(part.get("file"), f"{at}.file")
+            file = expect_object(part.get("file"), f"{at}.file")
             if not any(isinstance(file.get(k), str) and file[k] for k in ("file_id", "file_data")):
                 raise invalid(f"{at}.file", "expected a file_id or file_data string")
 
@@ -147,13 +117,13 @@ def _check_assistant_calls(message: dict[str, Any], where: str) -> bool:
         raise invalid(f"{where}.tool_calls", f"expected an array, got {json_type(calls)}")
     for index, call in enumerate(calls):
         at = f"{where}.tool_calls[{index}]"
-        _object(call, at)
-        _string(call.get("id"), f"{at}.id", non_empty=True)
+        expect_object(call, at)
+        expect_string(call.get("id"), f"{at}.id", non_empty=True)
         if call.get("type", "function") != "function":
             raise invalid(f"{at}.type", f"expected 'function', got {call.get('type')!r}")
-        function = _object(call.get("function"), f"{at}.function")
-        _string(function.get("name"), f"{at}.function.name", non_empty=True)
-        _string(function.get("arguments"), f"{at}.function.arguments")
+        function = expect_object(call.get("function"), f"{at}.function")
+        expect_string(function.get("name"), f"{at}.function.name", non_empty=True)
+        expect_string(function.get("arguments"), f"{at}.function.arguments")
     return bool(calls)
 
 
@@ -166,18 +136,18 @@ def check_tools(body: dict[str, Any]) -> None:
             raise invalid("tools", f"expected an array, got {json_type(tools)}")
         for index, tool in enumerate(tools):
             at = f"tools[{index}]"
-            _object(tool, at)
+            expect_object(tool, at)
             if tool.get("type", "function") != "function":
                 raise invalid(f"{at}.type", f"expected 'function', got {tool.get('type')!r}")
-            function = _object(tool.get("function"), f"{at}.function")
-            name = _string(function.get("name"), f"{at}.function.name", non_empty=True)
+            function = expect_object(tool.get("function"), f"{at}.function")
+            name = expect_string(function.get("name"), f"{at}.function.name", non_empty=True)
             if not _TOOL_NAME.match(name):
                 raise invalid(f"{at}.function.name", "up to 64 letters, digits, '_', '-' or '.'")
             names.add(name)
             if function.get("description") is not None:
-                _string(function["description"], f"{at}.function.description")
+                expect_string(function["description"], f"{at}.function.description")
             if function.get("parameters") is not None:
-                _object(function["parameters"], f"{at}.function.parameters")
+                expect_object(function["parameters"], f"{at}.function.parameters")
     choice = body.get("tool_choice")
     if choice is None:
         return
@@ -185,9 +155,9 @@ def check_tools(body: dict[str, Any]) -> None:
         if choice not in _TOOL_CHOICES:
             raise invalid("tool_choice", f"expected one of {', '.join(_TOOL_CHOICES)} or an object, got {choice!r}")
         return
-    _object(choice, "tool_choice")
-    function = _object(choice.get("function"), "tool_choice.function")
-    name = _string(function.get("name"), "tool_choice.function.name", non_empty=True)
+    expect_object(choice, "tool_choice")
+    function = expect_object(choice.get("function"), "tool_choice.function")
+    name = expect_string(function.get("name"), "tool_choice.function.name", non_empty=True)
     if name not in names:
         raise invalid("tool_choice.function.name", f"no tool named {name!r} in tools")
 
@@ -208,7 +178,7 @@ def check_openai_options(body: dict[str, Any]) -> None:
         if value is not None and not isinstance(value, bool) and not (name == "logprobs" and isinstance(value, int)):
             raise invalid(name, f"expected a boolean, got {json_type(value)}")
     if body.get("user") is not None:
-        _string(body["user"], "user")
+        expect_string(body["user"], "user")
     _check_stop(body.get("stop"))
     _check_logit_bias(body.get("logit_bias"))
     _check_response_format(body.get("response_format"))
@@ -226,20 +196,20 @@ def _check_stop(stop: Any) -> None:
 def _check_logit_bias(bias: Any) -> None:
     if bias is None:
         return
-    for token, value in _object(bias, "logit_bias").items():
+    for token, value in expect_object(bias, "logit_bias").items():
         _number(value, f"logit_bias.{token}", -100, 100)
 
 
 def _check_response_format(response_format: Any) -> None:
     if response_format is None:
         return
-    kind = _object(response_format, "response_format").get("type")
+    kind = expect_object(response_format, "response_format").get("type")
     if kind not in _RESPONSE_FORMATS:
         raise invalid("response_format.type", f"expected one of {', '.join(_RESPONSE_FORMATS)}, got {kind!r}")
     if kind == "json_schema":
-        schema = _object(response_format.get("json_schema"), "response_format.json_schema")
+        schema = expect_object(response_format.get("json_schema"), "response_format.json_schema")
         if schema.get("schema") is not None:
-            _object(schema["schema"], "response_format.json_schema.schema")
+            expect_object(schema["schema"], "response_format.json_schema.schema")
 
 
 # -- Ollama -------------------------------------------------------------------------------------
@@ -257,7 +227,7 @@ def check_ollama_messages(messages: list[Any]) -> None:
             raise invalid(f"{where}.images", "expected an array of base64-encoded images")
         for text_field in ("thinking", "tool_name", "tool_call_id"):
             if message.get(text_field) is not None:
-                _string(message[text_field], f"{where}.{text_field}")
+                expect_string(message[text_field], f"{where}.{text_field}")
         calls = message.get("tool_calls")
         if calls is None:
             continue
@@ -265,10 +235,10 @@ def check_ollama_messages(messages: list[Any]) -> None:
             raise invalid(f"{where}.tool_calls", f"expected an array, got {json_type(calls)}")
         for number, call in enumerate(calls):
             at = f"{where}.tool_calls[{number}]"
-            function = _object(_object(call, at).get("function"), f"{at}.function")
-            _string(function.get("name"), f"{at}.function.name", non_empty=True)
+            function = expect_object(expect_object(call, at).get("function"), f"{at}.function")
+            expect_string(function.get("name"), f"{at}.function.name", non_empty=True)
             if function.get("arguments") is not None:
-                _object(function["arguments"], f"{at}.function.arguments")
+                expect_object(function["arguments"], f"{at}.function.arguments")
 
 
 _OLLAMA_INTEGER_OPTIONS = ("num_ctx", "top_k", "seed", "repeat_last_n", "num_keep", "num_batch")

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 
 from inferhub.api import _chat_checks as chat_checks
-from inferhub.api._chat_checks import invalid, json_type
 from inferhub.api.nul_bytes import NUL_MESSAGE, nul_path
 from inferhub.errors import InvalidRequest, ModelNotFound
+from inferhub.json_checks import invalid, json_type
 
 MODEL_NAME_LENGTH = 200  # model names are varchar(200) in the registry and the usage table
 

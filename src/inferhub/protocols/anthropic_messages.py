@@ -29,6 +29,7 @@ import orjson
 
 from inferhub.backends.base import StreamEvent
 from inferhub.errors import APIError, InvalidRequest
+from inferhub.json_checks import expect_object, expect_string, invalid, json_type
 
 Event = tuple[str, dict[str, Any]]  # an SSE event: its name and its data
 
@@ -65,56 +66,31 @@ def tool_use_id() -> str:
 # -- checks ---------------------------------------------------------------------------------------
 
 
-def _json_type(value: Any) -> str:
-    return {
-        dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-        bool: "a boolean", type(None): "null",
-    }.get(type(value), type(value).__name__)  # fmt: skip
-
-
-def _invalid(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
-
-
 def _missing(param: str) -> InvalidRequest:
     return InvalidRequest(f"{param}: Field required", param=param, code="missing_required_parameter")
 
 
-def _string(value: Any, param: str, *, non_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise _invalid(param, f"expected a string, got {_json_type(value)}")
-    if non_empty and not value:
-        raise _invalid(param, "must not be empty")
-    return value
-
-
-def _object(value: Any, param: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _invalid(param, f"expected an object, got {_json_type(value)}")
-    return value
-
-
 def _array(value: Any, param: str) -> list[Any]:
     if not isinstance(value, list):
-        raise _invalid(param, f"expected an array, got {_json_type(value)}")
+        raise invalid(param, f"expected an array, got {json_type(value)}")
     if not value:
-        raise _invalid(param, "must not be empty")
+        raise invalid(param, "must not be empty")
     return value
 
 
 def _integer(value: Any, param: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(param, f"expected an integer, got {_json_type(value)}")
+        raise invalid(param, f"expected an integer, got {json_type(value)}")
     if value < low:
-        raise _invalid(param, f"must be at least {low}, got {value}")
+        raise invalid(param, f"must be at least {low}, got {value}")
     return value
 
 
 def _number(value: Any, param: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(param, f"expected a number, got {_json_type(value)}")
+        raise invalid(param, f"expected a number, got {json_type(value)}")
     if not low <= value <= high:
-        raise _invalid(param, f"must be between {low:g} and {high:g}, got {value}")
+        raise invalid(param, f"must be between {low:g} and {high:g}, got {value}")
     return value
 
 
@@ -143,8 +119,8 @@ def count_tokens_result(input_tokens: int) -> dict[str, int]:
 
 
 def _chat_body(body: dict[str, Any], *, counting: bool) -> dict[str, Any]:
-    _object(body, "body")
-    model = _string(_required(body, "model"), "model", non_empty=True)
+    expect_object(body, "body")
+    model = expect_string(_required(body, "model"), "model", non_empty=True)
     chat: dict[str, Any] = {"model": model}
     max_tokens = None
     if not counting:
@@ -167,18 +143,18 @@ def _chat_body(body: dict[str, Any], *, counting: bool) -> dict[str, Any]:
     if body.get("stop_sequences") is not None:
         stops = body["stop_sequences"]
         if not isinstance(stops, list):
-            raise _invalid("stop_sequences", f"expected an array of strings, got {_json_type(stops)}")
+            raise invalid("stop_sequences", f"expected an array of strings, got {json_type(stops)}")
         for index, stop in enumerate(stops):
-            _string(stop, f"stop_sequences[{index}]", non_empty=True)
+            expect_string(stop, f"stop_sequences[{index}]", non_empty=True)
         if stops:
             chat["stop"] = stops
     if body.get("metadata") is not None:
-        user = _object(body["metadata"], "metadata").get("user_id")
+        user = expect_object(body["metadata"], "metadata").get("user_id")
         if user is not None:
-            chat["user"] = _string(user, "metadata.user_id")
+            chat["user"] = expect_string(user, "metadata.user_id")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise _invalid("stream", f"expected a boolean, got {_json_type(stream)}")
+        raise invalid("stream", f"expected a boolean, got {json_type(stream)}")
     if stream:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}  # message_delta carries the usage
@@ -190,10 +166,10 @@ def _text_blocks(value: Any, param: str) -> str:
     texts = []
     for index, block in enumerate(_array(value, param)):
         at = f"{param}[{index}]"
-        _object(block, at)
+        expect_object(block, at)
         if block.get("type") != "text":
-            raise _invalid(f"{at}.type", f"expected 'text', got {block.get('type')!r}")
-        texts.append(_string(block.get("text"), f"{at}.text"))
+            raise invalid(f"{at}.type", f"expected 'text', got {block.get('type')!r}")
+        texts.append(expect_string(block.get("text"), f"{at}.text"))
     return "\n".join(texts)
 
 
@@ -203,7 +179,7 @@ def _system(value: Any) -> list[dict[str, Any]]:
     text = value if isinstance(value, str) else None
     if text is None:
         if not isinstance(value, list):
-            raise _invalid("system", f"expected a string or an array of text blocks, got {_json_type(value)}")
+            raise invalid("system", f"expected a string or an array of text blocks, got {json_type(value)}")
         text = _text_blocks(value, "system") if value else ""
     return [{"role": "system", "content": text}] if text else []
 
@@ -213,10 +189,10 @@ def _messages(value: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
-        _object(message, where)
+        expect_object(message, where)
         role = message.get("role")
         if role not in ("user", "assistant", "system"):
-            raise _invalid(f"{where}.role", f"expected 'user', 'assistant' or 'system', got {role!r}")
+            raise invalid(f"{where}.role", f"expected 'user', 'assistant' or 'system', got {role!r}")
         content = message.get("content")
         if content is None:
             raise _missing(f"{where}.content")
@@ -229,9 +205,9 @@ def _messages(value: Any) -> list[dict[str, Any]]:
             out.append({"role": role, "content": content})
             continue
         if not isinstance(content, list):
-            raise _invalid(f"{where}.content", f"expected a string or an array of blocks, got {_json_type(content)}")
+            raise invalid(f"{where}.content", f"expected a string or an array of blocks, got {json_type(content)}")
         if not content and not (role == "assistant" and index == len(messages) - 1):
-            raise _invalid(f"{where}.content", "must not be empty")
+            raise invalid(f"{where}.content", "must not be empty")
         if role == "user":
             out.extend(_user_turn(content, where))
         elif content:  # an empty last assistant turn prefills nothing: engines need not see it
@@ -246,10 +222,10 @@ def _user_turn(blocks: list[Any], where: str) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for index, block in enumerate(blocks):
         at = f"{where}.content[{index}]"
-        _object(block, at)
+        expect_object(block, at)
         kind = block.get("type")
         if kind == "text":
-            parts.append({"type": "text", "text": _string(block.get("text"), f"{at}.text")})
+            parts.append({"type": "text", "text": expect_string(block.get("text"), f"{at}.text")})
         elif kind == "image":
             parts.append(_image_part(block, at))
         elif kind == "tool_result":
@@ -257,9 +233,9 @@ def _user_turn(blocks: list[Any], where: str) -> list[dict[str, Any]]:
             results.append(result)
             parts.extend(images)
         elif kind == "document":
-            raise _invalid(f"{at}.type", "document blocks are not supported; send the document's text as a text block")
+            raise invalid(f"{at}.type", "document blocks are not supported; send the document's text as a text block")
         else:
-            raise _invalid(f"{at}.type", f"a user message's blocks are text, image or tool_result; got {kind!r}")
+            raise invalid(f"{at}.type", f"a user message's blocks are text, image or tool_result; got {kind!r}")
     if parts:
         results.append({"role": "user", "content": _content(parts)})
     return results
@@ -273,26 +249,26 @@ def _content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 
 
 def _image_part(block: dict[str, Any], at: str) -> dict[str, Any]:
-    source = _object(block.get("source"), f"{at}.source")
+    source = expect_object(block.get("source"), f"{at}.source")
     kind = source.get("type")
     if kind == "base64":
         media_type = source.get("media_type")
         if media_type not in IMAGE_MEDIA_TYPES:
-            raise _invalid(
+            raise invalid(
                 f"{at}.source.media_type", f"expected one of {', '.join(IMAGE_MEDIA_TYPES)}, got {media_type!r}"
             )
-        data = _string(source.get("data"), f"{at}.source.data", non_empty=True)
+        data = expect_string(source.get("data"), f"{at}.source.data", non_empty=True)
         url = f"data:{media_type};base64,{data}"
     elif kind == "url":
-        url = _string(source.get("url"), f"{at}.source.url", non_empty=True)
+        url = expect_string(source.get("url"), f"{at}.source.url", non_empty=True)
     else:
-        raise _invalid(f"{at}.source.type", f"expected 'base64' or 'url', got {kind!r}")
+        raise invalid(f"{at}.source.type", f"expected 'base64' or 'url', got {kind!r}")
     return {"type": "image_url", "image_url": {"url": url}}
 
 
 def _tool_result(block: dict[str, Any], at: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``tool`` message, and the result's images (a tool message holds text only: they follow it)."""
-    call_id = _string(block.get("tool_use_id"), f"{at}.tool_use_id", non_empty=True)
+    call_id = expect_string(block.get("tool_use_id"), f"{at}.tool_use_id", non_empty=True)
     content = block.get("content")
     texts: list[str] = []
     images: list[dict[str, Any]] = []
@@ -301,19 +277,19 @@ def _tool_result(block: dict[str, Any], at: str) -> tuple[dict[str, Any], list[d
     elif isinstance(content, list):
         for index, part in enumerate(content):
             where = f"{at}.content[{index}]"
-            _object(part, where)
+            expect_object(part, where)
             if part.get("type") == "text":
-                texts.append(_string(part.get("text"), f"{where}.text"))
+                texts.append(expect_string(part.get("text"), f"{where}.text"))
             elif part.get("type") == "image":
                 images.append(_image_part(part, where))
             else:
-                raise _invalid(f"{where}.type", f"expected 'text' or 'image', got {part.get('type')!r}")
+                raise invalid(f"{where}.type", f"expected 'text' or 'image', got {part.get('type')!r}")
     elif content is not None:
-        raise _invalid(f"{at}.content", f"expected a string or an array of blocks, got {_json_type(content)}")
+        raise invalid(f"{at}.content", f"expected a string or an array of blocks, got {json_type(content)}")
     text = "\n".join(texts)
     is_error = block.get("is_error")
     if is_error is not None and not isinstance(is_error, bool):
-        raise _invalid(f"{at}.is_error", f"expected a boolean, got {_json_type(is_error)}")
+        raise invalid(f"{at}.is_error", f"expected a boolean, got {json_type(is_error)}")
     if is_error:  # the chat shape has no error flag: the model reads it
         text = f"Error: {text}" if text else "Error"
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
@@ -324,24 +300,24 @@ def _assistant_turn(blocks: list[Any], where: str) -> dict[str, Any]:
     calls: list[dict[str, Any]] = []
     for index, block in enumerate(blocks):
         at = f"{where}.content[{index}]"
-        _object(block, at)
+        expect_object(block, at)
         kind = block.get("type")
         if kind == "text":
-            texts.append(_string(block.get("text"), f"{at}.text"))
+            texts.append(expect_string(block.get("text"), f"{at}.text"))
         elif kind == "tool_use":
-            arguments = _object(block.get("input", {}), f"{at}.input")
+            arguments = expect_object(block.get("input", {}), f"{at}.input")
             calls.append(
                 {
-                    "id": _string(block.get("id"), f"{at}.id", non_empty=True),
+                    "id": expect_string(block.get("id"), f"{at}.id", non_empty=True),
                     "type": "function",
                     "function": {
-                        "name": _string(block.get("name"), f"{at}.name", non_empty=True),
+                        "name": expect_string(block.get("name"), f"{at}.name", non_empty=True),
                         "arguments": orjson.dumps(arguments).decode(),
                     },
                 }
             )
         elif kind not in ("thinking", "redacted_thinking"):  # past reasoning is dropped (module docstring)
-            raise _invalid(f"{at}.type", f"an assistant message's blocks are text, tool_use or thinking; got {kind!r}")
+            raise invalid(f"{at}.type", f"an assistant message's blocks are text, tool_use or thinking; got {kind!r}")
     message: dict[str, Any] = {"role": "assistant", "content": "\n".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
@@ -352,25 +328,25 @@ def _tools(value: Any, chat: dict[str, Any]) -> set[str]:
     if value is None:
         return set()
     if not isinstance(value, list):
-        raise _invalid("tools", f"expected an array, got {_json_type(value)}")
+        raise invalid("tools", f"expected an array, got {json_type(value)}")
     names: set[str] = set()
     tools = []
     for index, tool in enumerate(value):
         at = f"tools[{index}]"
-        _object(tool, at)
+        expect_object(tool, at)
         if tool.get("type") not in (None, "custom"):
-            raise _invalid(
+            raise invalid(
                 f"{at}.type",
                 f"{tool['type']!r} is a tool Anthropic runs itself; Inferhub serves client tools "
                 "(name, description, input_schema) only",
             )
-        name = _string(tool.get("name"), f"{at}.name", non_empty=True)
+        name = expect_string(tool.get("name"), f"{at}.name", non_empty=True)
         if not _TOOL_NAME.match(name):
-            raise _invalid(f"{at}.name", "up to 64 letters, digits, '_' or '-'")
+            raise invalid(f"{at}.name", "up to 64 letters, digits, '_' or '-'")
         function: dict[str, Any] = {"name": name}
         if tool.get("description") is not None:
-            function["description"] = _string(tool["description"], f"{at}.description")
-        function["parameters"] = _object(_required(tool, "input_schema", f"{at}."), f"{at}.input_schema")
+            function["description"] = expect_string(tool["description"], f"{at}.description")
+        function["parameters"] = expect_object(_required(tool, "input_schema", f"{at}."), f"{at}.input_schema")
         names.add(name)
         tools.append({"type": "function", "function": function})
     if tools:
@@ -381,22 +357,20 @@ def _tools(value: Any, chat: dict[str, Any]) -> set[str]:
 def _tool_choice(value: Any, names: set[str], chat: dict[str, Any]) -> None:
     if value is None:
         return
-    _object(value, "tool_choice")
+    expect_object(value, "tool_choice")
     kind = value.get("type")
     if kind == "tool":
-        name = _string(value.get("name"), "tool_choice.name", non_empty=True)
+        name = expect_string(value.get("name"), "tool_choice.name", non_empty=True)
         if name not in names:
-            raise _invalid("tool_choice.name", f"no tool named {name!r} in tools")
+            raise invalid("tool_choice.name", f"no tool named {name!r} in tools")
         choice: Any = {"type": "function", "function": {"name": name}}
     elif isinstance(kind, str) and kind in _TOOL_CHOICES:
         choice = _TOOL_CHOICES[kind]
     else:
-        raise _invalid("tool_choice.type", f"expected auto, any, tool or none, got {kind!r}")
+        raise invalid("tool_choice.type", f"expected auto, any, tool or none, got {kind!r}")
     disable_parallel = value.get("disable_parallel_tool_use")
     if disable_parallel is not None and not isinstance(disable_parallel, bool):
-        raise _invalid(
-            "tool_choice.disable_parallel_tool_use", f"expected a boolean, got {_json_type(disable_parallel)}"
-        )
+        raise invalid("tool_choice.disable_parallel_tool_use", f"expected a boolean, got {json_type(disable_parallel)}")
     if not names:  # OpenAI-shaped engines refuse tool_choice without tools
         return
     chat["tool_choice"] = choice
@@ -411,17 +385,17 @@ def _thinking(value: Any, max_tokens: int | None, chat: dict[str, Any]) -> None:
     whatever it is told; its reasoning still comes back as thinking blocks."""
     if value is None:
         return
-    _object(value, "thinking")
+    expect_object(value, "thinking")
     kind = value.get("type")
     if kind == "enabled":
         if value.get("budget_tokens") is None:
             raise _missing("thinking.budget_tokens")
         budget = _integer(value["budget_tokens"], "thinking.budget_tokens", _MIN_THINKING_BUDGET)
         if max_tokens is not None and budget >= max_tokens:
-            raise _invalid("thinking.budget_tokens", f"must be less than max_tokens ({max_tokens}), got {budget}")
+            raise invalid("thinking.budget_tokens", f"must be less than max_tokens ({max_tokens}), got {budget}")
         chat.setdefault("reasoning_effort", "low" if budget < 4096 else "medium" if budget < 16384 else "high")
     elif kind not in ("disabled", "adaptive", "between_tools"):
-        raise _invalid("thinking.type", f"expected enabled, disabled or adaptive, got {kind!r}")
+        raise invalid("thinking.type", f"expected enabled, disabled or adaptive, got {kind!r}")
 
 
 def _output_config(body: dict[str, Any], chat: dict[str, Any]) -> None:
@@ -429,23 +403,23 @@ def _output_config(body: dict[str, Any], chat: dict[str, Any]) -> None:
     config = body.get("output_config")
     formats: list[tuple[Any, str]] = []
     if config is not None:
-        _object(config, "output_config")
+        expect_object(config, "output_config")
         effort = config.get("effort")
         if effort is not None:
             if not isinstance(effort, str) or effort not in _EFFORTS:
-                raise _invalid("output_config.effort", f"expected one of {', '.join(_EFFORTS)}, got {effort!r}")
+                raise invalid("output_config.effort", f"expected one of {', '.join(_EFFORTS)}, got {effort!r}")
             chat["reasoning_effort"] = _EFFORTS[effort]
         formats.append((config.get("format"), "output_config.format"))
     formats.append((body.get("output_format"), "output_format"))
     for value, param in formats:
         if value is None:
             continue
-        _object(value, param)
+        expect_object(value, param)
         if value.get("type") != "json_schema":
-            raise _invalid(f"{param}.type", f"expected 'json_schema', got {value.get('type')!r}")
+            raise invalid(f"{param}.type", f"expected 'json_schema', got {value.get('type')!r}")
         if value.get("schema") is None:
             raise _missing(f"{param}.schema")
-        schema = _object(value["schema"], f"{param}.schema")
+        schema = expect_object(value["schema"], f"{param}.schema")
         chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
 
 
@@ -746,7 +720,7 @@ def models_page(
     """``GET /v1/models`` in Anthropic's shape (a page of ``limit`` after ``after_id`` / before ``before_id``)."""
     names = list(models)
     if not 1 <= limit <= 1000:
-        raise _invalid("limit", f"must be between 1 and 1000, got {limit}")
+        raise invalid("limit", f"must be between 1 and 1000, got {limit}")
     start, end = 0, len(names)
     if after_id is not None:
         start = names.index(after_id) + 1 if after_id in names else len(names)

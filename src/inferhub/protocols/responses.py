@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from inferhub.errors import InvalidRequest
+from inferhub.json_checks import expect_object, expect_string, invalid, json_type, missing, unsupported
 
 _ROLES = ("user", "assistant", "system", "developer")
 _TOOL_CHOICES = ("auto", "none", "required")
@@ -64,50 +64,16 @@ def new_id(prefix: str) -> str:
 # -- errors -------------------------------------------------------------------------------------
 
 
-def _type_name(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        int: "a number",
-        float: "a number",
-        bool: "a boolean",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
-
-
-def _invalid(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
-
-
-def _missing(param: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: this field is required", param=param, code="missing_required_parameter")
-
-
-def _unsupported(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param, code="unsupported_value")
-
-
 def _string(value: Any, param: str, *, non_empty: bool = False) -> str:
     if value is None:
-        raise _missing(param)
-    if not isinstance(value, str):
-        raise _invalid(param, f"expected a string, got {_type_name(value)}")
-    if non_empty and not value:
-        raise _invalid(param, "must not be empty")
-    return value
-
-
-def _object(value: Any, param: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _invalid(param, f"expected an object, got {_type_name(value)}")
-    return value
+        raise missing(param)
+    return expect_string(value, param, non_empty=non_empty)
 
 
 def _bool(body: dict[str, Any], name: str) -> bool | None:
     value = body.get(name)
     if value is not None and not isinstance(value, bool):
-        raise _invalid(name, f"expected a boolean, got {_type_name(value)}")
+        raise invalid(name, f"expected a boolean, got {json_type(value)}")
     return value
 
 
@@ -116,9 +82,9 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(name, f"expected a number, got {_type_name(value)}")
+        raise invalid(name, f"expected a number, got {json_type(value)}")
     if not low <= value <= high:
-        raise _invalid(name, f"must be between {low:g} and {high:g}, got {value}")
+        raise invalid(name, f"must be between {low:g} and {high:g}, got {value}")
 
 
 def _positive_int(body: dict[str, Any], name: str) -> None:
@@ -126,9 +92,9 @@ def _positive_int(body: dict[str, Any], name: str) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(name, f"expected an integer, got {_type_name(value)}")
+        raise invalid(name, f"expected an integer, got {json_type(value)}")
     if value < 1:
-        raise _invalid(name, f"must be at least 1, got {value}")
+        raise invalid(name, f"must be at least 1, got {value}")
 
 
 # -- request: items → messages ------------------------------------------------------------------
@@ -140,9 +106,9 @@ def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(value, str):
         return [{"type": "message", "role": "user", "content": value}]
     if not isinstance(value, list):
-        raise _invalid("input", f"expected a string or an array of input items, got {_type_name(value)}")
+        raise invalid("input", f"expected a string or an array of input items, got {json_type(value)}")
     for index, item in enumerate(value):
-        _object(item, f"input[{index}]")
+        expect_object(item, f"input[{index}]")
     return value
 
 
@@ -150,16 +116,16 @@ def _image_part(part: dict[str, Any], param: str) -> dict[str, Any]:
     url = part.get("image_url")
     if url is None:
         if part.get("file_id") is not None:
-            raise _unsupported(f"{param}.file_id", "file ids are not supported; send image_url (a URL or data URL)")
-        raise _missing(f"{param}.image_url")
+            raise unsupported(f"{param}.file_id", "file ids are not supported; send image_url (a URL or data URL)")
+        raise missing(f"{param}.image_url")
     url = _string(url, f"{param}.image_url", non_empty=True)
     if not url.startswith(("http://", "https://", "data:")):
-        raise _invalid(f"{param}.image_url", "expected an http(s) URL or a data URL (data:image/png;base64,...)")
+        raise invalid(f"{param}.image_url", "expected an http(s) URL or a data URL (data:image/png;base64,...)")
     image: dict[str, Any] = {"url": url}
     detail = part.get("detail")
     if detail is not None:
         if detail not in _DETAILS:
-            raise _invalid(f"{param}.detail", f"expected one of {', '.join(_DETAILS)}, got {detail!r}")
+            raise invalid(f"{param}.detail", f"expected one of {', '.join(_DETAILS)}, got {detail!r}")
         image["detail"] = detail
     return {"type": "image_url", "image_url": image}
 
@@ -169,11 +135,11 @@ def _content(content: Any, role: str, param: str) -> str | list[dict[str, Any]]:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _invalid(param, f"expected a string or an array of content parts, got {_type_name(content)}")
+        raise invalid(param, f"expected a string or an array of content parts, got {json_type(content)}")
     parts: list[dict[str, Any]] = []
     for index, raw in enumerate(content):
         where = f"{param}[{index}]"
-        part = _object(raw, where)
+        part = expect_object(raw, where)
         kind = part.get("type")
         if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
             parts.append({"type": "text", "text": _string(part.get("text"), f"{where}.text")})
@@ -181,14 +147,14 @@ def _content(content: Any, role: str, param: str) -> str | list[dict[str, Any]]:
             parts.append({"type": "text", "text": _string(part.get("refusal"), f"{where}.refusal")})
         elif kind == "input_image":
             if role != "user":
-                raise _invalid(f"{where}.type", f"input_image parts are only allowed in user messages, not {role}")
+                raise invalid(f"{where}.type", f"input_image parts are only allowed in user messages, not {role}")
             parts.append(_image_part(part, where))
         elif kind in ("input_file", "input_audio"):
-            raise _unsupported(f"{where}.type", f"{kind} content parts are not supported by Inferhub")
+            raise unsupported(f"{where}.type", f"{kind} content parts are not supported by Inferhub")
         elif kind is None:
-            raise _missing(f"{where}.type")
+            raise missing(f"{where}.type")
         else:
-            raise _invalid(f"{where}.type", f"unknown content part type {kind!r}")
+            raise invalid(f"{where}.type", f"unknown content part type {kind!r}")
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
     return parts
@@ -202,7 +168,7 @@ def _output_text(output: Any, param: str) -> str:
         content = _content(output, "tool", param)
         if isinstance(content, str):
             return content
-    raise _invalid(param, "expected a string or an array of input_text parts")
+    raise invalid(param, "expected a string or an array of input_text parts")
 
 
 def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
@@ -221,11 +187,11 @@ def _messages(items: Iterable[dict[str, Any]], prefix: str) -> list[dict[str, An
         if kind == "message":
             role = item.get("role")
             if role is None:
-                raise _missing(f"{param}.role")
+                raise missing(f"{param}.role")
             if role not in _ROLES:
-                raise _invalid(f"{param}.role", f"expected one of {', '.join(_ROLES)}, got {role!r}")
+                raise invalid(f"{param}.role", f"expected one of {', '.join(_ROLES)}, got {role!r}")
             if item.get("content") is None:
-                raise _missing(f"{param}.content")
+                raise missing(f"{param}.content")
             messages.append({"role": role, "content": _content(item["content"], role, f"{param}.content")})
         elif kind == "function_call":
             call = _function_call(item, param)
@@ -237,19 +203,19 @@ def _messages(items: Iterable[dict[str, Any]], prefix: str) -> list[dict[str, An
         elif kind == "function_call_output":
             call_id = _string(item.get("call_id"), f"{param}.call_id", non_empty=True)
             if item.get("output") is None:
-                raise _missing(f"{param}.output")
+                raise missing(f"{param}.output")
             output = _output_text(item["output"], f"{param}.output")
             messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
             continue  # earlier thinking is not replayed: chat templates of reasoning models drop it too
         elif kind == "item_reference":
-            raise _unsupported(
+            raise unsupported(
                 f"{param}.type", "item_reference items are not supported; send the items, or use previous_response_id"
             )
         elif kind in _HOSTED_ITEMS:
-            raise _unsupported(f"{param}.type", f"{kind} items are not supported by Inferhub (only function tools)")
+            raise unsupported(f"{param}.type", f"{kind} items are not supported by Inferhub (only function tools)")
         else:
-            raise _invalid(f"{param}.type", f"unknown input item type {kind!r}")
+            raise invalid(f"{param}.type", f"unknown input item type {kind!r}")
     return messages
 
 
@@ -273,31 +239,31 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
     if tools is None:
         return []
     if not isinstance(tools, list):
-        raise _invalid("tools", f"expected an array of tools, got {_type_name(tools)}")
+        raise invalid("tools", f"expected an array of tools, got {json_type(tools)}")
     out: list[dict[str, Any]] = []
     for index, raw in enumerate(tools):
         param = f"tools[{index}]"
-        tool = _object(raw, param)
+        tool = expect_object(raw, param)
         kind = tool.get("type")
         if kind is None:
-            raise _missing(f"{param}.type")
+            raise missing(f"{param}.type")
         if kind in SKIPPED_TOOL_TYPES:
             continue
         if kind != "function":
-            raise _unsupported(
+            raise unsupported(
                 f"{param}.type", f"{kind!r} tools are not supported by Inferhub; only 'function' tools are"
             )
         name = _string(tool.get("name"), f"{param}.name", non_empty=True)
         if not _TOOL_NAME.match(name):
-            raise _invalid(f"{param}.name", "up to 64 letters, digits, '_', '-' or '.'")
+            raise invalid(f"{param}.name", "up to 64 letters, digits, '_', '-' or '.'")
         function: dict[str, Any] = {"type": "function", "name": name}
         if tool.get("description") is not None:
             function["description"] = _string(tool["description"], f"{param}.description")
         if tool.get("parameters") is not None:
-            function["parameters"] = _object(tool["parameters"], f"{param}.parameters")
+            function["parameters"] = expect_object(tool["parameters"], f"{param}.parameters")
         strict = tool.get("strict")
         if strict is not None and not isinstance(strict, bool):
-            raise _invalid(f"{param}.strict", f"expected a boolean, got {_type_name(strict)}")
+            raise invalid(f"{param}.strict", f"expected a boolean, got {json_type(strict)}")
         function["strict"] = strict
         out.append(function)
     return out
@@ -315,14 +281,14 @@ def _tool_choice(body: dict[str, Any], tools: list[dict[str, Any]]) -> Any:
         return None
     if isinstance(choice, str):
         if choice not in _TOOL_CHOICES:
-            raise _invalid("tool_choice", f"expected one of {', '.join(_TOOL_CHOICES)} or an object, got {choice!r}")
+            raise invalid("tool_choice", f"expected one of {', '.join(_TOOL_CHOICES)} or an object, got {choice!r}")
         return choice
-    choice = _object(choice, "tool_choice")
+    choice = expect_object(choice, "tool_choice")
     if choice.get("type") != "function":
-        raise _unsupported("tool_choice.type", f"{choice.get('type')!r} is not supported; use {{type: function, name}}")
+        raise unsupported("tool_choice.type", f"{choice.get('type')!r} is not supported; use {{type: function, name}}")
     name = _string(choice.get("name"), "tool_choice.name", non_empty=True)
     if name not in {t["name"] for t in tools}:
-        raise _invalid("tool_choice.name", f"no function tool named {name!r} in tools")
+        raise invalid("tool_choice.name", f"no function tool named {name!r} in tools")
     return {"type": "function", "function": {"name": name}}
 
 
@@ -330,14 +296,14 @@ def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
     text = body.get("text")
     if text is None:
         return None
-    text = _object(text, "text")
+    text = expect_object(text, "text")
     verbosity = text.get("verbosity")
     if verbosity is not None and verbosity not in ("low", "medium", "high"):
-        raise _invalid("text.verbosity", f"expected one of low, medium, high, got {verbosity!r}")
+        raise invalid("text.verbosity", f"expected one of low, medium, high, got {verbosity!r}")
     fmt = text.get("format")
     if fmt is None:
         return None
-    fmt = _object(fmt, "text.format")
+    fmt = expect_object(fmt, "text.format")
     kind = fmt.get("type")
     if kind == "text":
         return None
@@ -346,44 +312,44 @@ def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
     if kind == "json_schema":
         schema: dict[str, Any] = {
             "name": _string(fmt.get("name"), "text.format.name", non_empty=True),
-            "schema": _object(fmt.get("schema"), "text.format.schema") if "schema" in fmt else None,
+            "schema": expect_object(fmt.get("schema"), "text.format.schema") if "schema" in fmt else None,
         }
         if schema["schema"] is None:
-            raise _missing("text.format.schema")
+            raise missing("text.format.schema")
         if fmt.get("description") is not None:
             schema["description"] = _string(fmt["description"], "text.format.description")
         if fmt.get("strict") is not None:
             if not isinstance(fmt["strict"], bool):
-                raise _invalid("text.format.strict", f"expected a boolean, got {_type_name(fmt['strict'])}")
+                raise invalid("text.format.strict", f"expected a boolean, got {json_type(fmt['strict'])}")
             schema["strict"] = fmt["strict"]
         return {"type": "json_schema", "json_schema": schema}
     if kind is None:
-        raise _missing("text.format.type")
-    raise _invalid("text.format.type", f"expected one of text, json_object, json_schema, got {kind!r}")
+        raise missing("text.format.type")
+    raise invalid("text.format.type", f"expected one of text, json_object, json_schema, got {kind!r}")
 
 
 def _metadata(body: dict[str, Any]) -> None:
     metadata = body.get("metadata")
     if metadata is None:
         return
-    metadata = _object(metadata, "metadata")
+    metadata = expect_object(metadata, "metadata")
     if len(metadata) > 16:
-        raise _invalid("metadata", f"at most 16 keys, got {len(metadata)}")
+        raise invalid("metadata", f"at most 16 keys, got {len(metadata)}")
     for key, value in metadata.items():
         if len(key) > 64:
-            raise _invalid("metadata", f"keys are at most 64 characters, got {len(key)}")
+            raise invalid("metadata", f"keys are at most 64 characters, got {len(key)}")
         if not isinstance(value, str) or len(value) > 512:
-            raise _invalid(f"metadata.{key}", "expected a string of at most 512 characters")
+            raise invalid(f"metadata.{key}", "expected a string of at most 512 characters")
 
 
 def _reasoning_effort(body: dict[str, Any]) -> str | None:
     reasoning = body.get("reasoning")
     if reasoning is None:
         return None
-    reasoning = _object(reasoning, "reasoning")
+    reasoning = expect_object(reasoning, "reasoning")
     effort = reasoning.get("effort")
     if effort is not None and effort not in _EFFORTS:
-        raise _invalid("reasoning.effort", f"expected one of {', '.join(_EFFORTS)}, got {effort!r}")
+        raise invalid("reasoning.effort", f"expected one of {', '.join(_EFFORTS)}, got {effort!r}")
     return effort
 
 
@@ -391,12 +357,12 @@ def check_request(body: dict[str, Any]) -> None:
     """The checks of the fields that are not items, with a 400 naming the field."""
     model = body.get("model")
     if model is None:
-        raise _missing("model")
+        raise missing("model")
     if not isinstance(model, str) or not model.strip():
-        raise _invalid("model", f"expected a non-empty string, got {_type_name(model)}")
+        raise invalid("model", f"expected a non-empty string, got {json_type(model)}")
     for name, message in _UNSUPPORTED_FIELDS.items():
         if body.get(name) is not None:
-            raise _unsupported(name, message)
+            raise unsupported(name, message)
     for name in ("stream", "store", "background", "parallel_tool_calls"):
         _bool(body, name)
     _number(body, "temperature", 0, 2)
@@ -405,9 +371,9 @@ def check_request(body: dict[str, Any]) -> None:
     _positive_int(body, "max_tool_calls")
     for name in ("user", "instructions", "previous_response_id", "safety_identifier", "prompt_cache_key"):
         if body.get(name) is not None and not isinstance(body[name], str):
-            raise _invalid(name, f"expected a string, got {_type_name(body[name])}")
+            raise invalid(name, f"expected a string, got {json_type(body[name])}")
     if body.get("background") and body.get("store") is False:
-        raise _invalid("background", "background responses must be stored; do not send store: false")
+        raise invalid("background", "background responses must be stored; do not send store: false")
     _metadata(body)
 
 
@@ -416,14 +382,14 @@ def to_chat(body: dict[str, Any], history: Iterable[dict[str, Any]] = ()) -> dic
     responses before it, for ``previous_response_id``) comes first. Raises a 400 naming a bad field."""
     check_request(body)
     if body.get("input") is None:
-        raise _missing("input")
+        raise missing("input")
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
     earlier = _messages(history, "history")
     current = _messages(_items(body), "input")
     if not earlier and not current:
-        raise _invalid("input", "must contain at least one message")
+        raise invalid("input", "must contain at least one message")
     messages += earlier + current
     tools = _tools(body)
     chat: dict[str, Any] = {"model": body["model"], "messages": messages}
