@@ -75,3 +75,44 @@ def test_unknown_model_is_an_ollama_style_404(ollama_client: ollama.Client) -> N
         assert "no-such-model" in exc.error
     else:
         raise AssertionError("expected a 404")
+
+
+# -- the routes Open WebUI and other Ollama tools call beside chat --------------------------------
+
+
+def test_show_describes_a_served_model_and_its_capabilities(ollama_client: ollama.Client) -> None:
+    shown = ollama_client.show("smollm2")
+    assert "completion" in (shown.capabilities or []) and "embedding" not in (shown.capabilities or [])
+    assert shown.details is not None and shown.details.format == "gguf"
+    assert (shown.modelinfo or {})["llamacpp.context_length"] > 0  # what Open WebUI reads the context from
+    assert ollama_client.show("all-minilm-l6-v2").capabilities == ["embedding"]
+
+
+def test_show_of_a_model_not_served_is_a_404_in_ollamas_shape(ollama_client: ollama.Client) -> None:
+    try:
+        ollama_client.show("no-such-model")
+    except ollama.ResponseError as exc:
+        assert exc.status_code == 404 and "no-such-model" in exc.error
+    else:
+        raise AssertionError("show of an unknown model answered")
+
+
+def test_ps_lists_the_served_models(ollama_client: ollama.Client) -> None:
+    served = {m.model for m in ollama_client.list().models}
+    running = {m.model for m in ollama_client.ps().models}
+    assert running == served and "smollm2" in running
+
+
+def test_pull_of_a_served_model_succeeds_streamed_and_not(ollama_client: ollama.Client) -> None:
+    assert ollama_client.pull("smollm2").status == "success"
+    statuses = [part.status for part in ollama_client.pull("smollm2", stream=True)]
+    assert statuses[-1] == "success" and len(statuses) > 1
+
+
+def test_pull_of_a_model_not_served_says_inferhub_does_not_download(ollama_client: ollama.Client) -> None:
+    try:
+        ollama_client.pull("llama3:70b")
+    except ollama.ResponseError as exc:
+        assert exc.status_code == 404 and "llama3:70b" in exc.error and "serves" in exc.error
+    else:
+        raise AssertionError("pull of a model Inferhub does not serve answered")
