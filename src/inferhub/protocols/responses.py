@@ -247,7 +247,7 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
         kind = tool.get("type")
         if kind is None:
             raise missing(f"{param}.type")
-        if kind in SKIPPED_TOOL_TYPES:
+        if isinstance(kind, str) and kind in SKIPPED_TOOL_TYPES:
             continue
         if kind != "function":
             raise unsupported(
