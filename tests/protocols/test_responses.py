@@ -238,7 +238,7 @@ def test_input_items_have_ids_and_the_item_shape() -> None:
         ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "item_reference"),
         ({"model": "m", "input": [{"type": "web_search_call", "id": "ws"}]}, "input[0].type", "not supported"),
         ({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "x"}]}, "tools[0].type", "'custom' tools"),
-        ({"model": "m", "input": "x", "tools": [{"type": {"a": 1}}]}, "tools[0].type", "tools"),  # unhashable: was a 500
+        ({"model": "m", "input": "x", "tools": [{"type": {"a": 1}}]}, "tools[0].type", "tools"),  # unhashable, a 500
         ({"model": "m", "input": "x", "tools": [{"type": ["web_search"]}]}, "tools[0].type", "tools"),
         ({"model": "m", "input": "x", "tools": [{"type": "local_shell"}]},
          "tools[0].type", "local_shell"),
